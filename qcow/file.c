@@ -53,9 +53,7 @@ static bool iov_aligned(const struct iovec *iov, int n, uint64_t off)
 static ssize_t posix_preadv(void *opaque, const struct iovec *iov, int n,
 			    uint64_t off)
 {
-	const int *fds = opaque;
-	int fd = fds[1] >= 0 && iov_aligned(iov, n, off) ? fds[1] : fds[0];
-	ssize_t r = preadv(fd, iov, n, (off_t)off);
+	ssize_t r = preadv(*(const int *)opaque, iov, n, (off_t)off);
 
 	return r < 0 ? -errno : r;
 }
@@ -63,8 +61,27 @@ static ssize_t posix_preadv(void *opaque, const struct iovec *iov, int n,
 static ssize_t posix_pwritev(void *opaque, const struct iovec *iov, int n,
 			     uint64_t off)
 {
+	ssize_t r = pwritev(*(const int *)opaque, iov, n, (off_t)off);
+
+	return r < 0 ? -errno : r;
+}
+
+/* With O_DIRECT: opaque is int[2], the buffered and the direct descriptor. */
+static ssize_t direct_preadv(void *opaque, const struct iovec *iov, int n,
+			     uint64_t off)
+{
 	const int *fds = opaque;
-	int fd = fds[1] >= 0 && iov_aligned(iov, n, off) ? fds[1] : fds[0];
+	int fd = iov_aligned(iov, n, off) ? fds[1] : fds[0];
+	ssize_t r = preadv(fd, iov, n, (off_t)off);
+
+	return r < 0 ? -errno : r;
+}
+
+static ssize_t direct_pwritev(void *opaque, const struct iovec *iov, int n,
+			      uint64_t off)
+{
+	const int *fds = opaque;
+	int fd = iov_aligned(iov, n, off) ? fds[1] : fds[0];
 	ssize_t r = pwritev(fd, iov, n, (off_t)off);
 
 	return r < 0 ? -errno : r;
@@ -124,6 +141,16 @@ const struct qcow_io_ops qcow_posix_io = {
 	.allocated = posix_allocated,
 };
 
+static const struct qcow_io_ops posix_direct_io = {
+	.preadv = direct_preadv,
+	.pwritev = direct_pwritev,
+	.flush = posix_flush,
+	.punch_hole = posix_punch,
+	.truncate = posix_truncate,
+	.size = posix_size,
+	.allocated = posix_allocated,
+};
+
 int qfile_open_posix(struct qfile *f, const char *path, bool rw, bool direct)
 {
 	int flags = (rw ? O_RDWR : O_RDONLY) | O_CLOEXEC;
@@ -152,7 +179,7 @@ int qfile_open_posix(struct qfile *f, const char *path, bool rw, bool direct)
 			return e;
 		}
 	}
-	f->ops = &qcow_posix_io;
+	f->ops = direct ? &posix_direct_io : &qcow_posix_io;
 	f->opaque = fds;
 	f->fd = fds[0];
 	f->dfd = fds[1];
@@ -160,9 +187,14 @@ int qfile_open_posix(struct qfile *f, const char *path, bool rw, bool direct)
 	return 0;
 }
 
+bool qfile_is_posix(const struct qfile *f)
+{
+	return f->ops == &qcow_posix_io || f->ops == &posix_direct_io;
+}
+
 void qfile_close(struct qfile *f)
 {
-	if (f->ops == &qcow_posix_io && f->opaque) {
+	if (qfile_is_posix(f) && f->opaque) {
 		int *fds = f->opaque;
 
 		close(fds[0]);

@@ -463,7 +463,7 @@ static void image_free(struct qcow_image *img)
 	backing_free(img->backing);
 	if (img->has_data_file)
 		qfile_close(&img->data);
-	if (img->file.ops == &qcow_posix_io)
+	if (!img->caller_io)
 		qfile_close(&img->file);
 	mcache_release(&img->l2c);
 	mcache_release(&img->rbc);
@@ -556,6 +556,7 @@ static int image_open(struct qcow_image **out, const char *path,
 		goto out_free;
 	}
 	if (o->io) {
+		img->caller_io = true;
 		img->file.ops = o->io;
 		img->file.opaque = o->io_opaque;
 	} else {
@@ -987,9 +988,18 @@ int qcow_image_write_compressed(struct qcow_image *img, const void *buf, size_t 
 	}
 	uint64_t place;
 
-	if (img->comp_next && (img->comp_next & img->cluster_mask) + (uint64_t)clen <= cs) {
+	uint64_t cur = 0;
+
+	if (img->comp_next) {
+		r = rc_get(img, img->comp_next / cs, &cur);
+		if (r < 0)
+			goto out;
+	}
+	/* Pack into the current cluster while its count has room. */
+	if (img->comp_next && (img->comp_next & img->cluster_mask) + (uint64_t)clen <= cs &&
+	    cur < img->refcount_max) {
 		place = img->comp_next;
-		r = rc_add(img, place / cs, 1);
+		r = rc_set(img, place / cs, cur + 1);
 	} else {
 		r = alloc_clusters(img, div_round_up((uint64_t)clen, cs), &place);
 	}

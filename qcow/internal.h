@@ -149,6 +149,7 @@ struct qcow_image {
 	unsigned nbusy, busy_cap;
 
 	struct qfile file;
+	bool caller_io;			/* file.ops belong to the caller */
 	char *path;
 	char *dir;			/* for relative backing and data file names */
 	struct qcow_log log;
@@ -225,6 +226,7 @@ struct qcow_image {
 /* --- file.c --- */
 int qfile_open_posix(struct qfile *f, const char *path, bool rw, bool direct);
 void qfile_close(struct qfile *f);
+bool qfile_is_posix(const struct qfile *f);
 int qfile_pread(struct qfile *f, void *buf, size_t len, uint64_t off);	/* exact, -EIO when short */
 int qfile_pread_zero(struct qfile *f, void *buf, size_t len, uint64_t off);	/* zeros past EOF */
 int qfile_preadv_zero(struct qfile *f, const struct iovec *iov, int n, uint64_t off);
