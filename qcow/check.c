@@ -430,15 +430,16 @@ int qcow_image_check(struct qcow_image *img, struct qcow_check_result *res,
 		uint64_t n;
 		struct qcow_check_result tmp = { 0 };
 
-		r = check_copied(img, &tmp, true, true);
-		if (r == 0)
-			r = meta_flush(img);
-		if (r == 0)
-			r = compute_refs(img, &refs, &n, false, NULL, false);
+		r = compute_refs(img, &refs, &n, false, NULL, false);
 		if (r == 0) {
 			r = rc_rebuild(img, refs, n);
 			free(refs);
 		}
+		/* With true counts in place, COPIED flags can follow them. */
+		if (r == 0)
+			r = check_copied(img, &tmp, true, true);
+		if (r == 0)
+			r = meta_flush(img);
 	} else if (first.leaks) {
 		struct qcow_check_result tmp = { 0 };
 		uint32_t *refs;

@@ -645,7 +645,7 @@ static int write_chunk(struct qcow_image *img, uint64_t gc, uint64_t in,
 			return qerr(img, r, "out of memory");
 		io_begin(img);
 		pthread_mutex_unlock(&img->lock);
-		r = qfile_pwritev(&img->file, sub, k, host + in);
+		r = qfile_pwritev_data(&img->file, sub, k, host + in);
 		pthread_mutex_lock(&img->lock);
 		io_end(img);
 		busy_del(img, gc);
@@ -693,7 +693,7 @@ static int write_chunk(struct qcow_image *img, uint64_t gc, uint64_t in,
 		if (tail)
 			v[nv++] = (struct iovec){ img->cow_head + in + chunk, tail };
 		wstart = nhost;
-		r = qfile_pwritev(&img->file, v, nv, wstart);
+		r = qfile_pwritev_data(&img->file, v, nv, wstart);
 		if (r < 0)
 			return qerr(img, r, "writing data at 0x%llx failed",
 				    (unsigned long long)wstart);
@@ -719,14 +719,21 @@ static int write_chunk(struct qcow_image *img, uint64_t gc, uint64_t in,
 		}
 		io_begin(img);
 		pthread_mutex_unlock(&img->lock);
-		r = qfile_pwritev(&img->file, v, nv, wstart);
+		r = qfile_pwritev_data(&img->file, v, nv, wstart);
 		pthread_mutex_lock(&img->lock);
 		io_end(img);
 		busy_del(img, gc);
 		pthread_cond_broadcast(&img->io_done);
-		if (r < 0)
+		if (r < 0) {
+			/* Never leave a pointer to a cluster whose data did not
+			 * arrive: the failed range reads as zeros instead (its
+			 * old content was already released). */
+			int r2 = set_entry(img, gc, img->h.version >= 3 ? OFLAG_ZERO : 0);
+
+			(void)r2;
 			return qerr(img, r, "writing data at 0x%llx failed",
 				    (unsigned long long)wstart);
+		}
 		return 0;
 	}
 	return set_entry(img, gc, nhost | OFLAG_COPIED);

@@ -272,7 +272,7 @@ int qcow_image_compact(struct qcow_image *img)
 	int r;
 
 	pthread_mutex_lock(&img->lock);
-	if (!img->rw || img->corrupt) {
+	if (!img->rw || img->corrupt || img->failed) {
 		r = qerr(img, -EBADF, "compaction needs an image open read-write and not corrupt");
 		goto out;
 	}

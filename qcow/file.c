@@ -278,7 +278,7 @@ int qfile_pread(struct qfile *f, void *buf, size_t len, uint64_t off)
 	return 0;
 }
 
-int qfile_pwritev(struct qfile *f, const struct iovec *iov, int n, uint64_t off)
+int qfile_pwritev_data(struct qfile *f, const struct iovec *iov, int n, uint64_t off)
 {
 	struct iovec rest[IOV_MAX_LOCAL];
 	size_t total = 0, done = 0;
@@ -300,6 +300,22 @@ int qfile_pwritev(struct qfile *f, const struct iovec *iov, int n, uint64_t off)
 	return 0;
 }
 
+/*
+ * A metadata write that fails may or may not have reached the disk, so
+ * the image can no longer know what the file holds: mark it failed.
+ */
+static int failed(struct qfile *f, int r)
+{
+	if (r < 0 && f->failed)
+		*f->failed = true;
+	return r;
+}
+
+int qfile_pwritev(struct qfile *f, const struct iovec *iov, int n, uint64_t off)
+{
+	return failed(f, qfile_pwritev_data(f, iov, n, off));
+}
+
 int qfile_pwrite(struct qfile *f, const void *buf, size_t len, uint64_t off)
 {
 	struct iovec iov = { (void *)buf, len };
@@ -309,7 +325,7 @@ int qfile_pwrite(struct qfile *f, const void *buf, size_t len, uint64_t off)
 
 int qfile_flush(struct qfile *f)
 {
-	return f->ops->flush ? f->ops->flush(f->opaque) : 0;
+	return failed(f, f->ops->flush ? f->ops->flush(f->opaque) : 0);
 }
 
 int qfile_punch(struct qfile *f, uint64_t off, uint64_t len)
@@ -323,7 +339,7 @@ int qfile_truncate(struct qfile *f, uint64_t len)
 {
 	if (!f->ops->truncate)
 		return -EOPNOTSUPP;
-	return f->ops->truncate(f->opaque, len);
+	return failed(f, f->ops->truncate(f->opaque, len));
 }
 
 int64_t qfile_size(struct qfile *f)

@@ -129,6 +129,8 @@ int meta_flush(struct qcow_image *img)
 
 	if (!img->rw)
 		return 0;
+	if (img->failed)
+		return qerr(img, -EIO, "an earlier metadata write failed; reopen the image");
 	wait_io_idle(img);
 	if (!img->rb_dirty && !img->l2_dirty && !l1d && !img->nfrees)
 		return 0;
@@ -579,6 +581,7 @@ static int image_open(struct qcow_image **out, const char *path,
 		}
 	}
 
+	img->file.failed = &img->failed;
 	fsize = qfile_size(&img->file);
 	if (fsize < 0) {
 		r = seterr(err, (int)fsize, "cannot get the size of '%s'", path);
@@ -809,7 +812,9 @@ int qcow_image_close(struct qcow_image *img)
 	if (!img)
 		return 0;
 	pthread_mutex_lock(&img->lock);
-	if (img->rw && !img->corrupt) {
+	if (img->failed)
+		r = -EIO;
+	if (img->rw && !img->corrupt && !img->failed) {
 		r = meta_flush(img);
 		if (r == 0 && img->lazy) {
 			r = rb_write_dirty(img);
@@ -837,6 +842,8 @@ static int io_check(struct qcow_image *img, uint64_t off, uint64_t len, bool wri
 		return qerr(img, -EBADF, "image is open read-only");
 	if (write && img->corrupt)
 		return qerr(img, -EIO, "image is marked corrupt");
+	if (write && img->failed)
+		return qerr(img, -EIO, "an earlier metadata write failed; reopen the image to go on writing");
 	if (off > img->h.size || len > img->h.size - off)
 		return qerr(img, -EINVAL, "request at %llu+%llu is beyond the disk size %llu",
 			    (unsigned long long)off, (unsigned long long)len,
@@ -908,7 +915,9 @@ int qcow_image_flush(struct qcow_image *img)
 	int r = 0;
 
 	pthread_mutex_lock(&img->lock);
-	if (img->rw) {
+	if (img->failed)
+		r = qerr(img, -EIO, "an earlier metadata write failed; reopen the image");
+	else if (img->rw) {
 		r = meta_flush(img);
 		if (r == 0)
 			r = qfile_flush(&img->file);
@@ -1008,7 +1017,9 @@ int qcow_image_write_compressed(struct qcow_image *img, const void *buf, size_t 
 	r = check_overlap(img, place, (uint64_t)clen);
 	if (r < 0)
 		goto out;
-	r = qfile_pwrite(&img->file, cbuf, (size_t)clen, place);
+	struct iovec civ = { cbuf, (size_t)clen };
+
+	r = qfile_pwritev_data(&img->file, &civ, 1, place);
 	if (r < 0) {
 		r = qerr(img, r, "writing compressed data failed");
 		goto out;

@@ -72,6 +72,7 @@ struct qfile {
 	int fd;		/* POSIX backend: buffered descriptor, else -1 */
 	int dfd;	/* POSIX backend with O_DIRECT: direct descriptor */
 	int lock_fd;	/* descriptor that holds qemu's byte-range locks */
+	bool *failed;	/* set when a metadata write or a flush fails */
 };
 
 /* A write-back cache of fixed-size metadata buffers keyed by file offset. */
@@ -150,6 +151,7 @@ struct qcow_image {
 
 	struct qfile file;
 	bool caller_io;			/* file.ops belong to the caller */
+	bool failed;			/* a metadata write failed: no more writes */
 	char *path;
 	char *dir;			/* for relative backing and data file names */
 	struct qcow_log log;
@@ -232,6 +234,8 @@ int qfile_pread_zero(struct qfile *f, void *buf, size_t len, uint64_t off);	/* z
 int qfile_preadv_zero(struct qfile *f, const struct iovec *iov, int n, uint64_t off);
 int qfile_pwrite(struct qfile *f, const void *buf, size_t len, uint64_t off);
 int qfile_pwritev(struct qfile *f, const struct iovec *iov, int n, uint64_t off);
+/* Guest data: a failure here is the guest's, not the image's. */
+int qfile_pwritev_data(struct qfile *f, const struct iovec *iov, int n, uint64_t off);
 int qfile_flush(struct qfile *f);
 int qfile_punch(struct qfile *f, uint64_t off, uint64_t len);
 int qfile_truncate(struct qfile *f, uint64_t len);

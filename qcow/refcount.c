@@ -497,34 +497,129 @@ int rc_add(struct qcow_image *img, uint64_t cluster, int64_t delta)
 }
 
 /*
+ * Take n clusters after the end of the file, with the refcount blocks their
+ * regions lack placed right after them (counting themselves too).
+ */
+static int alloc_at_end(struct qcow_image *img, uint64_t n, uint64_t *host_off)
+{
+	uint64_t cs = img->cluster_size, epb = img->rb_entries;
+	uint64_t P = 0, nb = 0, last_region = 0;
+	uint8_t *blk = NULL;
+	int r;
+
+	for (int tries = 0;; tries++) {
+		if (tries > 8)
+			return qerr(img, -EIO, "cannot lay out new clusters at the end of the file");
+		P = div_round_up(img->file_end, cs);
+		if (P == 0)
+			P = 1;
+		nb = 0;
+		for (int iter = 0; iter < 64; iter++) {
+			uint64_t cnt = 0;
+
+			last_region = (P + n + nb - 1) / epb;
+			for (uint64_t reg = P / epb; reg <= last_region; reg++)
+				if (reg >= img->reftable_entries || !img->reftable[reg])
+					cnt++;
+			if (cnt == nb)
+				break;
+			nb = cnt;
+		}
+		last_region = (P + n + nb - 1) / epb;
+		if (last_region < img->reftable_entries)
+			break;
+		r = grow_reftable(img, last_region + 1);
+		if (r < 0)
+			return r;
+	}
+	if (nb && posix_memalign((void **)&blk, 4096, cs))
+		return qerr(img, -ENOMEM, "no memory for a refcount block");
+
+	uint64_t end = P + n + nb, k = 0;
+
+	r = 0;
+	for (uint64_t reg = P / epb; reg <= last_region && r == 0; reg++) {
+		uint64_t lo = reg * epb > P ? reg * epb : P;
+		uint64_t hi = (reg + 1) * epb < end ? (reg + 1) * epb : end;
+
+		if (img->reftable[reg]) {
+			for (uint64_t c = lo; c < hi && r == 0; c++)
+				r = rc_set(img, c, 1);
+			continue;
+		}
+		uint64_t bc = P + n + k++;
+
+		memset(blk, 0, cs);
+		for (uint64_t c = lo; c < hi; c++)
+			rb_set_entry(img, blk, (uint32_t)(c - reg * epb), 1);
+		r = qfile_pwrite(&img->file, blk, cs, bc * cs);
+		if (r == 0)
+			img->reftable[reg] = bc * cs | (1ull << 63);	/* mark: new */
+	}
+	free(blk);
+	if (r == 0 && nb)
+		r = qfile_flush(&img->file);
+	for (uint64_t reg = P / epb; reg <= last_region && r == 0; reg++) {
+		if (!(img->reftable[reg] & (1ull << 63)))
+			continue;
+		uint8_t be[8];
+
+		img->reftable[reg] &= ~(1ull << 63);
+		store_be64(be, img->reftable[reg]);
+		r = qfile_pwrite(&img->file, be, 8, img->h.refcount_table_offset + reg * 8);
+		meta_set_add(img, img->reftable[reg] / cs);
+	}
+	if (r == 0 && nb)
+		r = qfile_flush(&img->file);
+	if (r < 0) {
+		/* Forget blocks whose table entry may not be on disk. */
+		for (uint64_t reg = P / epb; reg <= last_region; reg++)
+			if (img->reftable[reg] & (1ull << 63))
+				img->reftable[reg] = 0;
+		return qerr(img, r, "writing new refcount blocks failed");
+	}
+	note_end(img, end * cs);
+	*host_off = P * cs;
+	return 0;
+}
+
+/*
  * Allocate n contiguous free clusters; their counts become 1. Returns the
- * host offset of the first in *host_off.
+ * host offset of the first in *host_off. Holes inside the file are used
+ * first; otherwise the clusters come from the end of the file.
  */
 int alloc_clusters(struct qcow_image *img, uint64_t n, uint64_t *host_off)
 {
 	uint64_t cs = img->cluster_size, epb = img->rb_entries;
 	uint64_t start = img->free_hint ? img->free_hint : 1;
-	uint64_t run = 0, c;
-	const uint64_t limit = (1ull << 56) / cs;
+	uint64_t fend = div_round_up(img->file_end, cs);
+	uint64_t run = 0, c, first_free = UINT64_MAX;
 	int r;
 
 	for (c = start; run < n; c++) {
 		uint64_t v;
 
-		if (c >= limit)
-			return qerr(img, -ENOSPC, "image file would exceed 64 PiB");
+		if (c >= fend) {
+			/* Nothing below c was free, save first_free. */
+			img->free_hint = first_free < c ? first_free : c;
+			return alloc_at_end(img, n, host_off);
+		}
 		if (c % epb == 0 || c == start) {
 			r = ensure_refblock(img, c / epb);
 			if (r < 0)
 				return r;
+			fend = div_round_up(img->file_end, cs);
 		}
 		r = rc_get(img, c, &v);
 		if (r < 0)
 			return r;
-		if (v == 0 && !meta_set_has(img, c))
+		if (v == 0 && !meta_set_has(img, c)) {
 			run++;
-		else
+			if (first_free == UINT64_MAX)
+				first_free = c;
+		} else {
 			run = 0;
+		}
 	}
 	uint64_t first = c - n;
 
@@ -536,7 +631,6 @@ int alloc_clusters(struct qcow_image *img, uint64_t n, uint64_t *host_off)
 	/* Everything between the hint and this run is in use. */
 	if (first == start || n == 1)
 		img->free_hint = first + n;
-	note_end(img, c * cs);
 	*host_off = first * cs;
 	return 0;
 }
