@@ -488,6 +488,10 @@ int read_guest(struct qcow_image *img, const struct iovec *iov, int n, uint64_t 
 		enum ctype t = classify(img, e);
 		uint64_t host = (e & L2E_OFFSET_MASK) + in;
 
+		if ((t == C_NORMAL || t == C_ZERO_ALLOC) && (e & L2E_OFFSET_MASK & img->cluster_mask))
+			return qerr(img, -EIO, "L2 entry 0x%llx for guest offset %llu is not cluster aligned; image corrupted",
+				    (unsigned long long)e, (unsigned long long)pos);
+
 		if (img->extl2 && t != C_COMPRESSED) {
 			uint32_t sc = (uint32_t)(in / img->subcluster_size);
 			uint64_t sce = (uint64_t)(sc + 1) * img->subcluster_size - in;
@@ -635,6 +639,9 @@ static int write_chunk(struct qcow_image *img, uint64_t gc, uint64_t in,
 	enum ctype t = classify(img, e);
 	uint64_t host = e & L2E_OFFSET_MASK;
 
+	if ((t == C_NORMAL || t == C_ZERO_ALLOC) && (host & img->cluster_mask))
+		return mark_corrupt(img, "a misaligned L2 entry", host);
+
 	if (t == C_NORMAL && (e & OFLAG_COPIED)) {
 		/* In place. */
 		r = check_overlap(img, host + in, chunk);
@@ -685,20 +692,36 @@ static int write_chunk(struct qcow_image *img, uint64_t gc, uint64_t in,
 	if (!whole && !zero_old) {
 		r = old_content(img, gc, e, img->cow_head);
 		if (r < 0)
-			return r;
-		if (head)
-			v[nv++] = (struct iovec){ img->cow_head, head };
-		memcpy(v + nv, sub, (size_t)k * sizeof(*sub));
-		nv += k;
-		if (tail)
-			v[nv++] = (struct iovec){ img->cow_head + in + chunk, tail };
-		wstart = nhost;
-		r = qfile_pwritev_data(&img->file, v, nv, wstart);
-		if (r < 0)
-			return qerr(img, r, "writing data at 0x%llx failed",
-				    (unsigned long long)wstart);
+			goto out_unclaim;
+		if (k + 2 > SUB_IOV_MAX) {
+			/* No room to merge: the old bytes go first, alone. */
+			memset(img->cow_head + in, 0, chunk);
+			r = qfile_pwrite(&img->file, img->cow_head, cs, nhost);
+			if (r == 0)
+				r = qfile_pwritev_data(&img->file, sub, k, nhost + in);
+		} else {
+			if (head)
+				v[nv++] = (struct iovec){ img->cow_head, head };
+			memcpy(v + nv, sub, (size_t)k * sizeof(*sub));
+			nv += k;
+			if (tail)
+				v[nv++] = (struct iovec){ img->cow_head + in + chunk, tail };
+			r = qfile_pwritev_data(&img->file, v, nv, nhost);
+		}
+		if (r < 0) {
+			r = qerr(img, r, "writing data at 0x%llx failed",
+				 (unsigned long long)nhost);
+			goto out_unclaim;
+		}
 	} else {
 		/* Zeros around the data, unless the cluster is fresh. */
+		if (!fresh && (head || tail) && k + 2 > SUB_IOV_MAX) {
+			/* No room to merge: zero the cluster first. */
+			r = qfile_pwrite(&img->file, img->zero_cluster, cs, nhost);
+			if (r < 0)
+				goto out_unclaim;
+			fresh = true;
+		}
 		if (!fresh && head) {
 			v[nv++] = (struct iovec){ img->zero_cluster, head };
 			wstart = nhost;
@@ -737,6 +760,12 @@ static int write_chunk(struct qcow_image *img, uint64_t gc, uint64_t in,
 		return 0;
 	}
 	return set_entry(img, gc, nhost | OFLAG_COPIED);
+
+out_unclaim:
+	/* The new cluster was never pointed to: give it back. */
+	if (!reuse)
+		free_later(img, nhost, 1, true);
+	return r;
 }
 
 static int zero_cluster_entry(struct qcow_image *img, uint64_t gc, bool discard, bool unmap);

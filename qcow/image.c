@@ -1142,6 +1142,25 @@ int qcow_image_resize(struct qcow_image *img, uint64_t new_size)
 				goto out;
 		}
 	}
+	if (new_size > old) {
+		/*
+		 * What lies past the old end must read as zeros once the disk
+		 * grows: stale bytes in the old last cluster, and the backing
+		 * file where it is longer than the old disk. Zero them before
+		 * the new size is on disk.
+		 */
+		uint64_t zend = align_up(old, cs) < new_size ? align_up(old, cs) : new_size;
+
+		if (img->backing && img->backing->size > zend)
+			zend = img->backing->size < new_size ? img->backing->size : new_size;
+		if (zend > old) {
+			img->h.size = zend;	/* let the zeroing reach it */
+			r = zero_or_discard(img, old, zend - old, false, false);
+			img->h.size = old;
+			if (r < 0)
+				goto out;
+		}
+	}
 	r = meta_flush(img);
 	if (r == 0)
 		r = hdr_write_u64(img, HDR_SIZE_OFF, new_size);
@@ -1152,11 +1171,6 @@ int qcow_image_resize(struct qcow_image *img, uint64_t new_size)
 		goto out;
 	}
 	img->h.size = new_size;
-	/* Bytes past the old end inside its last cluster must read as zeros. */
-	if (new_size > old && old % cs)
-		r = zero_or_discard(img, old,
-				    (align_up(old, cs) < new_size ? align_up(old, cs) : new_size) - old,
-				    false, false);
 out:
 	pthread_mutex_unlock(&img->lock);
 	return r;

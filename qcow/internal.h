@@ -152,6 +152,7 @@ struct qcow_image {
 	struct qfile file;
 	bool caller_io;			/* file.ops belong to the caller */
 	bool failed;			/* a metadata write failed: no more writes */
+	bool meta_prealloc, meta_prealloc_checked;	/* qemu's map heuristic */
 	char *path;
 	char *dir;			/* for relative backing and data file names */
 	struct qcow_log log;

@@ -12,6 +12,61 @@
 
 #include "internal.h"
 
+/*
+ * qemu decides that an image has "metadata preallocation" when clearly more
+ * clusters are counted in use than the file has allocated on disk, and then
+ * reports the holes inside data clusters as zeros. Map the same way, so
+ * that our map and qemu-img's agree on any image.
+ */
+static bool detect_meta_prealloc(struct qcow_image *img)
+{
+	int64_t len = qfile_size(&img->file), alloc = qfile_allocated(&img->file);
+	uint64_t count = 0, cs = img->cluster_size;
+
+	if (len < 0 || alloc < 0)
+		return false;
+	uint64_t real = (uint64_t)alloc / cs;
+	uint64_t threshold = real * 10 / 9 > real + 2 ? real * 10 / 9 : real + 2;
+	uint64_t end = div_round_up((uint64_t)len, cs);
+
+	for (uint64_t c = 0; c < end && count < threshold; c++) {
+		uint64_t v;
+
+		if (rc_get(img, c, &v) < 0)
+			return false;
+		count += v != 0;
+	}
+	return count >= threshold;
+}
+
+/* With metadata preallocation, look at the file under a data run. */
+static void recurse_file(struct qcow_image *img, struct qcow_map_run *run)
+{
+	struct qfile *f = img->has_data_file ? &img->data : &img->file;
+	int64_t len = qfile_size(f);
+
+	if (f->fd < 0 || len < 0)
+		return;
+	if (run->offset >= (uint64_t)len) {
+		run->zero = true;
+		return;
+	}
+	off_t d = lseek(f->fd, (off_t)run->offset, SEEK_DATA);
+
+	if (d < 0 || (uint64_t)d > run->offset) {
+		uint64_t hole_end = d < 0 ? (uint64_t)len : (uint64_t)d;
+
+		run->zero = true;
+		if (hole_end - run->offset < run->length)
+			run->length = hole_end - run->offset;
+		return;
+	}
+	off_t h = lseek(f->fd, (off_t)run->offset, SEEK_HOLE);
+
+	if (h > 0 && (uint64_t)h - run->offset < run->length)
+		run->length = (uint64_t)h - run->offset;
+}
+
 /* Describe the longest prefix of [off, off+len) with one status. Lock held. */
 static int status(struct qcow_image *img, uint64_t off, uint64_t len, int depth,
 		  struct qcow_map_run *run)
@@ -59,12 +114,23 @@ static int status(struct qcow_image *img, uint64_t off, uint64_t len, int depth,
 	} else {
 		kind = zero_flag ? 1 : normal ? 2 : 0;
 	}
-	if (kind == 2 || (kind == 1 && normal && !img->extl2)) {
+	/* A host cluster makes the offset known, whatever the subcluster says. */
+	bool has_host = normal && (!img->extl2 || host);
+
+	if (kind == 2 || (kind == 1 && has_host)) {
 		run->present = true;
 		run->data = kind == 2;
 		run->zero = kind == 1;
 		run->has_offset = true;
 		run->offset = host + in;
+		if (run->data) {
+			if (!img->meta_prealloc_checked) {
+				img->meta_prealloc = detect_meta_prealloc(img);
+				img->meta_prealloc_checked = true;
+			}
+			if (img->meta_prealloc)
+				recurse_file(img, run);
+		}
 		return 0;
 	}
 	if (kind == 1) {
@@ -76,6 +142,10 @@ static int status(struct qcow_image *img, uint64_t off, uint64_t len, int depth,
 
 	if (!b || off >= b->size) {
 		run->zero = true;
+		if (img->extl2 && has_host) {
+			run->has_offset = true;
+			run->offset = host + in;
+		}
 		return 0;
 	}
 	if (run->length > b->size - off)

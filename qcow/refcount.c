@@ -537,6 +537,8 @@ static int alloc_at_end(struct qcow_image *img, uint64_t n, uint64_t *host_off)
 
 	uint64_t end = P + n + nb, k = 0;
 
+	/* Whatever happens next, these clusters may now hold data. */
+	note_end(img, end * cs);
 	r = 0;
 	for (uint64_t reg = P / epb; reg <= last_region && r == 0; reg++) {
 		uint64_t lo = reg * epb > P ? reg * epb : P;
