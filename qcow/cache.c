@@ -21,7 +21,7 @@ static unsigned hash_off(const struct mcache *c, uint64_t off)
 	return (unsigned)(x >> 32) & (c->nbuckets - 1);
 }
 
-int mcache_init(struct mcache *c, size_t buf_size, unsigned cap)
+int qc_mcache_init(struct mcache *c, size_t buf_size, unsigned cap)
 {
 	memset(c, 0, sizeof(*c));
 	if (cap < 4)
@@ -44,7 +44,7 @@ int mcache_init(struct mcache *c, size_t buf_size, unsigned cap)
 	return 0;
 }
 
-void mcache_release(struct mcache *c)
+void qc_mcache_release(struct mcache *c)
 {
 	if (c->ents)
 		for (unsigned i = 0; i < c->n; i++)
@@ -54,7 +54,7 @@ void mcache_release(struct mcache *c)
 	memset(c, 0, sizeof(*c));
 }
 
-struct mcache_ent *mcache_find(struct mcache *c, uint64_t off)
+struct mcache_ent *qc_mcache_find(struct mcache *c, uint64_t off)
 {
 	for (int i = c->buckets[hash_off(c, off)]; i >= 0; i = c->ents[i].next) {
 		struct mcache_ent *e = &c->ents[i];
@@ -86,7 +86,7 @@ static void unlink_ent(struct mcache *c, struct mcache_ent *e)
 	e->next = -1;
 }
 
-struct mcache_ent *mcache_slot(struct mcache *c, uint64_t off)
+struct mcache_ent *qc_mcache_slot(struct mcache *c, uint64_t off)
 {
 	struct mcache_ent *e = NULL;
 
@@ -131,13 +131,13 @@ struct mcache_ent *mcache_slot(struct mcache *c, uint64_t off)
 	return e;
 }
 
-void mcache_drop(struct mcache *c, struct mcache_ent *e)
+void qc_mcache_drop(struct mcache *c, struct mcache_ent *e)
 {
 	if (e && e->used)
 		unlink_ent(c, e);
 }
 
-void mcache_drop_range(struct mcache *c, uint64_t off, uint64_t len)
+void qc_mcache_drop_range(struct mcache *c, uint64_t off, uint64_t len)
 {
 	for (unsigned i = 0; i < c->n; i++) {
 		struct mcache_ent *e = &c->ents[i];

@@ -80,7 +80,7 @@ static int walk_l2(struct walk *w, uint64_t l2off, bool active)
 
 	if (l2off / cs >= w->n)
 		return 0;	/* already reported by inc */
-	r = qfile_pread(&img->file, w->tbl, cs, l2off);
+	r = qc_file_pread(&img->file, w->tbl, cs, l2off);
 	if (r < 0) {
 		if (w->res)
 			w->res->check_errors++;
@@ -88,20 +88,22 @@ static int walk_l2(struct walk *w, uint64_t l2off, bool active)
 	}
 	for (uint32_t i = 0; i < img->l2_entries; i++) {
 		uint64_t bm;
-		uint64_t e = l2_get(img, w->tbl, i, &bm);
+		uint64_t e = qc_l2_get(img, w->tbl, i, &bm);
 
 		if (e & OFLAG_COMPRESSED) {
 			uint64_t first, count, coff, csize;
 
-			compressed_clusters(img, e, &first, &count, &coff, &csize);
+			qc_compressed_clusters(img, e, &first, &count, &coff, &csize);
 			if (img->has_data_file) {
 				found(w, true, "ERROR compressed cluster with an external data file");
 				continue;
 			}
 			inc(w, first * cs, count * cs);
 			if (active && w->res) {
+				/* Fragmented by nature, as qemu counts them. */
 				w->res->allocated_clusters++;
 				w->res->compressed_clusters++;
+				w->res->fragmented_clusters++;
 			}
 			w->next_contig = 0;
 			continue;
@@ -152,7 +154,7 @@ static int walk_l1(struct walk *w, uint64_t l1off, uint32_t l1size, bool active)
 		l1 = calloc(l1size, 8);
 		if (!l1)
 			return -ENOMEM;
-		r = qfile_pread(&img->file, l1, (size_t)l1size * 8, l1off);
+		r = qc_file_pread(&img->file, l1, (size_t)l1size * 8, l1off);
 		if (r < 0) {
 			free(l1);
 			found(w, true, "ERROR snapshot L1 table at 0x%llx cannot be read",
@@ -193,7 +195,7 @@ static void walk_bitmaps(struct walk *w)
 		return;
 	inc(w, doff, dsize);
 	dir = malloc(dsize);
-	if (!dir || qfile_pread(&img->file, dir, dsize, doff) < 0) {
+	if (!dir || qc_file_pread(&img->file, dir, dsize, doff) < 0) {
 		free(dir);
 		if (w->res)
 			w->res->check_errors++;
@@ -211,7 +213,7 @@ static void walk_bitmaps(struct walk *w)
 		if ((uint64_t)tsize * 8 <= (64u << 20) && toff / cs < w->n) {
 			uint8_t *t = malloc((size_t)tsize * 8 + 1);
 
-			if (t && qfile_pread(&img->file, t, (size_t)tsize * 8, toff) == 0)
+			if (t && qc_file_pread(&img->file, t, (size_t)tsize * 8, toff) == 0)
 				for (uint32_t i = 0; i < tsize; i++) {
 					uint64_t d = load_be64(t + 8 * (size_t)i) & 0x00fffffffffffe00ull;
 
@@ -225,25 +227,25 @@ static void walk_bitmaps(struct walk *w)
 	free(dir);
 }
 
-int compute_refs(struct qcow_image *img, uint32_t **refs_out, uint64_t *n_out,
+int qc_compute_refs(struct qcow_image *img, uint32_t **refs_out, uint64_t *n_out,
 		 bool count_refcount_structs, struct qcow_check_result *res, bool report)
 {
 	uint64_t cs = img->cluster_size;
-	int64_t fsize = qfile_size(&img->file);
+	int64_t fsize = qc_file_size(&img->file);
 	struct walk w = { .img = img, .res = res, .report = report };
 	int r = 0;
 
 	if (fsize < 0)
-		return qerr(img, (int)fsize, "cannot get the image file size");
+		return qc_qerr(img, (int)fsize, "cannot get the image file size");
 	w.n = div_round_up((uint64_t)fsize, cs);
 	if (img->file_end / cs > w.n)
 		w.n = img->file_end / cs;
 	if (w.n > MAX_CHECK_CLUSTERS)
-		return qerr(img, -EFBIG, "image file too large to check");
+		return qc_qerr(img, -EFBIG, "image file too large to check");
 	w.refs = calloc(w.n ? w.n : 1, sizeof(uint32_t));
 	if (!w.refs || posix_memalign((void **)&w.tbl, 4096, cs)) {
 		free(w.refs);
-		return qerr(img, -ENOMEM, "out of memory for the check");
+		return qc_qerr(img, -ENOMEM, "out of memory for the check");
 	}
 	inc(&w, 0, cs);
 	r = walk_l1(&w, img->h.l1_table_offset, img->h.l1_size, true);
@@ -277,7 +279,7 @@ int compute_refs(struct qcow_image *img, uint32_t **refs_out, uint64_t *n_out,
 	free(w.tbl);
 	if (r < 0) {
 		free(w.refs);
-		return qerr(img, r, "out of memory for the check");
+		return qc_qerr(img, r, "out of memory for the check");
 	}
 	*refs_out = w.refs;
 	*n_out = w.n;
@@ -295,7 +297,7 @@ static int compare_refs(struct qcow_image *img, const uint32_t *refs, uint64_t n
 	for (uint64_t c = 0; c < n; c++) {
 		uint64_t v;
 
-		r = rc_get(img, c, &v);
+		r = qc_rc_get(img, c, &v);
 		if (r < 0) {
 			res->check_errors++;
 			continue;
@@ -312,11 +314,11 @@ static int compare_refs(struct qcow_image *img, const uint32_t *refs, uint64_t n
 			      fix_leaks ? "Repairing" : "Leaked", (unsigned long long)c,
 			      (unsigned long long)v, refs[c]);
 			if (fix_leaks) {
-				r = rc_set(img, c, refs[c]);
+				r = qc_rc_set(img, c, refs[c]);
 				if (r < 0)
 					return r;
 				if (refs[c] == 0)
-					qfile_punch(&img->file, c * cs, cs);
+					qc_file_punch(&img->file, c * cs, cs);
 			}
 		}
 	}
@@ -336,7 +338,7 @@ static int check_copied(struct qcow_image *img, struct qcow_check_result *res,
 
 		if (!l2off || l2off & img->cluster_mask || l2off / cs >= img->file_end / cs)
 			continue;
-		r = rc_get(img, l2off / cs, &v);
+		r = qc_rc_get(img, l2off / cs, &v);
 		if (r < 0)
 			return r;
 		if (((l1e & OFLAG_COPIED) != 0) != (v == 1)) {
@@ -354,19 +356,19 @@ static int check_copied(struct qcow_image *img, struct qcow_check_result *res,
 		for (uint64_t s = 0; s < img->l2_entries / img->slice_entries; s++) {
 			struct mcache_ent *sl;
 
-			r = l2_load(img, l2off + s * img->slice_size, &sl);
+			r = qc_l2_load(img, l2off + s * img->slice_size, &sl);
 			if (r < 0) {
 				res->check_errors++;
 				break;
 			}
 			for (uint32_t k = 0; k < img->slice_entries; k++) {
-				uint64_t bm, e = l2_get(img, sl->buf, k, &bm);
+				uint64_t bm, e = qc_l2_get(img, sl->buf, k, &bm);
 				uint64_t off = e & L2E_OFFSET_MASK;
 
 				if ((e & OFLAG_COMPRESSED) || !off || off & img->cluster_mask ||
 				    img->has_data_file || off / cs >= img->file_end / cs)
 					continue;
-				r = rc_get(img, off / cs, &v);
+				r = qc_rc_get(img, off / cs, &v);
 				if (r < 0)
 					return r;
 				if (((e & OFLAG_COPIED) != 0) == (v == 1))
@@ -376,7 +378,7 @@ static int check_copied(struct qcow_image *img, struct qcow_check_result *res,
 				      (unsigned long long)v);
 				if (fix) {
 					e = v == 1 ? (e | OFLAG_COPIED) : (e & ~OFLAG_COPIED);
-					l2_set(img, sl->buf, k, e, bm);
+					qc_l2_set(img, sl->buf, k, e, bm);
 					sl->dirty = true;
 					img->l2_dirty = true;
 				}
@@ -395,7 +397,7 @@ static int check_once(struct qcow_image *img, struct qcow_check_result *res,
 
 	memset(res, 0, sizeof(*res));
 	res->total_clusters = div_round_up(img->h.size, img->cluster_size);
-	r = compute_refs(img, &refs, &n, true, res, report);
+	r = qc_compute_refs(img, &refs, &n, true, res, report);
 	if (r < 0)
 		return r;
 	r = compare_refs(img, refs, n, res, report, fix_leaks);
@@ -414,10 +416,10 @@ int qcow_image_check(struct qcow_image *img, struct qcow_check_result *res,
 	memset(res, 0, sizeof(*res));
 	pthread_mutex_lock(&img->lock);
 	if (repair && !img->rw) {
-		r = qerr(img, -EBADF, "repair needs the image open read-write");
+		r = qc_qerr(img, -EBADF, "repair needs the image open read-write");
 		goto out;
 	}
-	r = meta_flush(img);
+	r = qc_meta_flush(img);
 	if (r < 0)
 		goto out;
 	r = check_once(img, &first, !repair, false);
@@ -430,30 +432,30 @@ int qcow_image_check(struct qcow_image *img, struct qcow_check_result *res,
 		uint64_t n;
 		struct qcow_check_result tmp = { 0 };
 
-		r = compute_refs(img, &refs, &n, false, NULL, false);
+		r = qc_compute_refs(img, &refs, &n, false, NULL, false);
 		if (r == 0) {
-			r = rc_rebuild(img, refs, n);
+			r = qc_rc_rebuild(img, refs, n);
 			free(refs);
 		}
 		/* With true counts in place, COPIED flags can follow them. */
 		if (r == 0)
 			r = check_copied(img, &tmp, true, true);
 		if (r == 0)
-			r = meta_flush(img);
+			r = qc_meta_flush(img);
 	} else if (first.leaks) {
 		struct qcow_check_result tmp = { 0 };
 		uint32_t *refs;
 		uint64_t n;
 
-		r = compute_refs(img, &refs, &n, true, NULL, false);
+		r = qc_compute_refs(img, &refs, &n, true, NULL, false);
 		if (r == 0) {
 			r = compare_refs(img, refs, n, &tmp, true, true);
 			free(refs);
 		}
 		if (r == 0)
-			r = rb_write_dirty(img);
+			r = qc_rb_write_dirty(img);
 		if (r == 0)
-			r = qfile_flush(&img->file);
+			r = qc_file_flush(&img->file);
 	}
 	if (r < 0)
 		goto out;
@@ -465,9 +467,9 @@ int qcow_image_check(struct qcow_image *img, struct qcow_check_result *res,
 				 first.corruptions - res->corruptions : 0;
 	if (img->corrupt && !res->corruptions && img->h.version >= 3) {
 		img->h.incompatible_features &= ~QCOW_INCOMPAT_CORRUPT;
-		r = hdr_write_u64(img, HDR_INCOMPAT_OFF, img->h.incompatible_features);
+		r = qc_hdr_write_u64(img, HDR_INCOMPAT_OFF, img->h.incompatible_features);
 		if (r == 0)
-			r = qfile_flush(&img->file);
+			r = qc_file_flush(&img->file);
 		if (r == 0)
 			img->corrupt = false;
 	}

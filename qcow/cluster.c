@@ -107,7 +107,7 @@ static bool iov_is_zero(const struct iovec *iov, int n)
 	return true;
 }
 
-bool buf_is_zero(const void *buf, size_t len)
+bool qc_buf_is_zero(const void *buf, size_t len)
 {
 	struct iovec iov = { (void *)buf, len };
 
@@ -116,7 +116,7 @@ bool buf_is_zero(const void *buf, size_t len)
 
 /* --- L1 and L2 tables --- */
 
-uint64_t l2_get(const struct qcow_image *img, const uint8_t *slice, uint32_t i,
+uint64_t qc_l2_get(const struct qcow_image *img, const uint8_t *slice, uint32_t i,
 		uint64_t *bitmap)
 {
 	const uint8_t *p = slice + (size_t)i * img->l2_entry_size;
@@ -126,7 +126,7 @@ uint64_t l2_get(const struct qcow_image *img, const uint8_t *slice, uint32_t i,
 	return load_be64(p);
 }
 
-void l2_set(const struct qcow_image *img, uint8_t *slice, uint32_t i, uint64_t e,
+void qc_l2_set(const struct qcow_image *img, uint8_t *slice, uint32_t i, uint64_t e,
 	    uint64_t bitmap)
 {
 	uint8_t *p = slice + (size_t)i * img->l2_entry_size;
@@ -136,7 +136,7 @@ void l2_set(const struct qcow_image *img, uint8_t *slice, uint32_t i, uint64_t e
 		store_be64(p + 8, bitmap);
 }
 
-int l2_write_dirty(struct qcow_image *img)
+int qc_l2_write_dirty(struct qcow_image *img)
 {
 	struct mcache *c = &img->l2c;
 
@@ -145,10 +145,10 @@ int l2_write_dirty(struct qcow_image *img)
 
 		if (!e->used || !e->dirty)
 			continue;
-		int r = qfile_pwrite(&img->file, e->buf, c->buf_size, e->off);
+		int r = qc_file_pwrite(&img->file, e->buf, c->buf_size, e->off);
 
 		if (r < 0)
-			return qerr(img, r, "writing L2 table at 0x%llx failed",
+			return qc_qerr(img, r, "writing L2 table at 0x%llx failed",
 				    (unsigned long long)e->off);
 		e->dirty = false;
 	}
@@ -156,7 +156,7 @@ int l2_write_dirty(struct qcow_image *img)
 	return 0;
 }
 
-int l1_write_dirty(struct qcow_image *img)
+int qc_l1_write_dirty(struct qcow_image *img)
 {
 	uint32_t lo = img->l1_dirty_lo, hi = img->l1_dirty_hi;
 	uint8_t *b;
@@ -166,14 +166,14 @@ int l1_write_dirty(struct qcow_image *img)
 		return 0;
 	b = malloc((size_t)(hi - lo) * 8);
 	if (!b)
-		return qerr(img, -ENOMEM, "no memory to write the L1 table");
+		return qc_qerr(img, -ENOMEM, "no memory to write the L1 table");
 	for (uint32_t i = lo; i < hi; i++)
 		store_be64(b + 8 * (size_t)(i - lo), img->l1[i]);
-	r = qfile_pwrite(&img->file, b, (size_t)(hi - lo) * 8,
+	r = qc_file_pwrite(&img->file, b, (size_t)(hi - lo) * 8,
 			 img->h.l1_table_offset + (uint64_t)lo * 8);
 	free(b);
 	if (r < 0)
-		return qerr(img, r, "writing the L1 table failed");
+		return qc_qerr(img, r, "writing the L1 table failed");
 	img->l1_dirty_lo = UINT32_MAX;
 	img->l1_dirty_hi = 0;
 	return 0;
@@ -188,25 +188,25 @@ static void l1_set(struct qcow_image *img, uint32_t i, uint64_t v)
 		img->l1_dirty_hi = i + 1;
 }
 
-int l2_load(struct qcow_image *img, uint64_t slice_off, struct mcache_ent **out)
+int qc_l2_load(struct qcow_image *img, uint64_t slice_off, struct mcache_ent **out)
 {
-	struct mcache_ent *e = mcache_find(&img->l2c, slice_off);
+	struct mcache_ent *e = qc_mcache_find(&img->l2c, slice_off);
 	int r;
 
 	if (!e) {
-		e = mcache_slot(&img->l2c, slice_off);
+		e = qc_mcache_slot(&img->l2c, slice_off);
 		if (!e) {
-			r = meta_flush(img);
+			r = qc_meta_flush(img);
 			if (r < 0)
 				return r;
-			e = mcache_slot(&img->l2c, slice_off);
+			e = qc_mcache_slot(&img->l2c, slice_off);
 			if (!e)
-				return qerr(img, -ENOMEM, "no memory for the L2 cache");
+				return qc_qerr(img, -ENOMEM, "no memory for the L2 cache");
 		}
-		r = qfile_pread(&img->file, e->buf, img->slice_size, slice_off);
+		r = qc_file_pread(&img->file, e->buf, img->slice_size, slice_off);
 		if (r < 0) {
-			mcache_drop(&img->l2c, e);
-			return qerr(img, -EIO, "L2 table at 0x%llx lies outside the image file",
+			qc_mcache_drop(&img->l2c, e);
+			return qc_qerr(img, -EIO, "L2 table at 0x%llx lies outside the image file",
 				    (unsigned long long)slice_off);
 		}
 	}
@@ -228,12 +228,12 @@ static int l2_locate(struct qcow_image *img, uint64_t gc, struct l2ref *ref)
 	uint32_t l2i = (uint32_t)(gc & (img->l2_entries - 1));
 
 	if (l1i >= img->h.l1_size)
-		return qerr(img, -EIO, "guest cluster %llu lies beyond the L1 table",
+		return qc_qerr(img, -EIO, "guest cluster %llu lies beyond the L1 table",
 			    (unsigned long long)gc);
 	ref->l1i = (uint32_t)l1i;
 	ref->l2off = img->l1[l1i] & L1E_OFFSET_MASK;
 	if (ref->l2off && (ref->l2off & img->cluster_mask))
-		return qerr(img, -EIO, "L2 table offset 0x%llx is not cluster aligned",
+		return qc_qerr(img, -EIO, "L2 table offset 0x%llx is not cluster aligned",
 			    (unsigned long long)ref->l2off);
 	ref->slice_off = ref->l2off + (uint64_t)(l2i / img->slice_entries) * img->slice_size;
 	ref->idx = l2i % img->slice_entries;
@@ -251,10 +251,10 @@ static int entry_get(struct qcow_image *img, uint64_t gc, uint64_t *e, uint64_t 
 	*bitmap = 0;
 	if (r < 0 || !ref.l2off)
 		return r;
-	r = l2_load(img, ref.slice_off, &s);
+	r = qc_l2_load(img, ref.slice_off, &s);
 	if (r < 0)
 		return r;
-	*e = l2_get(img, s->buf, ref.idx, bitmap);
+	*e = qc_l2_get(img, s->buf, ref.idx, bitmap);
 	return 0;
 }
 
@@ -289,40 +289,40 @@ static int l2_prepare(struct qcow_image *img, uint64_t gc, struct mcache_ent **s
 		uint64_t noff;
 		uint8_t *tbl = NULL;
 
-		r = alloc_clusters(img, 1, &noff);
+		r = qc_alloc_clusters(img, 1, &noff);
 		if (r < 0)
 			return r;
-		r = check_overlap(img, noff, cs);
+		r = qc_check_overlap(img, noff, cs);
 		if (r < 0)
 			return r;
 		if (posix_memalign((void **)&tbl, 4096, cs))
-			return qerr(img, -ENOMEM, "no memory for an L2 table");
+			return qc_qerr(img, -ENOMEM, "no memory for an L2 table");
 		if (ref.l2off) {
 			/* Copy a table shared with a snapshot. The clusters it
 			 * points to keep their counts: the snapshot's path
 			 * through the old table and ours through the new one
 			 * each count once, as before. */
-			r = l2_write_dirty(img);
+			r = qc_l2_write_dirty(img);
 			if (r == 0)
-				r = qfile_pread(&img->file, tbl, cs, ref.l2off);
+				r = qc_file_pread(&img->file, tbl, cs, ref.l2off);
 			if (r < 0) {
 				free(tbl);
-				return qerr(img, r, "reading shared L2 table failed");
+				return qc_qerr(img, r, "reading shared L2 table failed");
 			}
 		} else {
 			memset(tbl, 0, cs);
 		}
-		r = qfile_pwrite(&img->file, tbl, cs, noff);
+		r = qc_file_pwrite(&img->file, tbl, cs, noff);
 		if (r < 0) {
 			free(tbl);
-			return qerr(img, r, "writing a new L2 table failed");
+			return qc_qerr(img, r, "writing a new L2 table failed");
 		}
 		/* Seed the cache with the slice we need. */
-		mcache_drop_range(&img->l2c, noff, cs);
+		qc_mcache_drop_range(&img->l2c, noff, cs);
 		free(tbl);
-		meta_set_add(img, noff / cs);
+		qc_meta_set_add(img, noff / cs);
 		if (ref.l2off) {
-			r = free_later(img, ref.l2off, 1, true);
+			r = qc_free_later(img, ref.l2off, 1, true);
 			if (r < 0)
 				return r;
 		}
@@ -331,14 +331,14 @@ static int l2_prepare(struct qcow_image *img, uint64_t gc, struct mcache_ent **s
 		if (r < 0)
 			return r;
 	}
-	r = l2_load(img, ref.slice_off, slice);
+	r = qc_l2_load(img, ref.slice_off, slice);
 	*idx = ref.idx;
 	return r;
 }
 
 /* --- compressed clusters --- */
 
-int compressed_clusters(const struct qcow_image *img, uint64_t e, uint64_t *first,
+int qc_compressed_clusters(const struct qcow_image *img, uint64_t e, uint64_t *first,
 			uint64_t *count, uint64_t *coff, uint64_t *csize)
 {
 	unsigned x = 62 - (img->h.cluster_bits - 8);
@@ -361,18 +361,18 @@ static int read_compressed(struct qcow_image *img, uint64_t e)
 
 	if (img->zbuf_entry == e && e)
 		return 0;
-	compressed_clusters(img, e, &first, &count, &coff, &csize);
+	qc_compressed_clusters(img, e, &first, &count, &coff, &csize);
 	if (csize > 2 * (uint64_t)img->cluster_size + 512)
-		return qerr(img, -EIO, "compressed cluster descriptor too large");
-	r = qfile_pread_zero(&img->file, img->zin, csize, coff);
+		return qc_qerr(img, -EIO, "compressed cluster descriptor too large");
+	r = qc_file_pread_zero(&img->file, img->zin, csize, coff);
 	if (r < 0)
-		return qerr(img, r, "reading compressed data at 0x%llx failed",
+		return qc_qerr(img, r, "reading compressed data at 0x%llx failed",
 			    (unsigned long long)coff);
 	r = qcow_decompress(img->h.compression_type, img->zin, csize, img->zbuf,
 			    img->cluster_size);
 	if (r < 0) {
 		img->zbuf_entry = 0;
-		return qerr(img, -EIO, "compressed cluster at 0x%llx is damaged",
+		return qc_qerr(img, -EIO, "compressed cluster at 0x%llx is damaged",
 			    (unsigned long long)coff);
 	}
 	img->zbuf_entry = e;
@@ -421,7 +421,7 @@ static void busy_del(struct qcow_image *img, uint64_t gc)
 
 /* --- reads --- */
 
-int backing_read(struct qcow_image *img, void *buf, size_t len, uint64_t off)
+int qc_backing_read(struct qcow_image *img, void *buf, size_t len, uint64_t off)
 {
 	struct backing *b = img->backing;
 	size_t avail = 0;
@@ -432,16 +432,16 @@ int backing_read(struct qcow_image *img, void *buf, size_t len, uint64_t off)
 		int r;
 
 		if (b->is_raw) {
-			r = qfile_pread_zero(&b->raw, buf, avail, off);
+			r = qc_file_pread_zero(&b->raw, buf, avail, off);
 		} else {
 			struct iovec iov = { buf, avail };
 
 			pthread_mutex_lock(&b->qcow->lock);
-			r = read_guest(b->qcow, &iov, 1, off, avail, true);
+			r = qc_read_guest(b->qcow, &iov, 1, off, avail, true);
 			pthread_mutex_unlock(&b->qcow->lock);
 		}
 		if (r < 0)
-			return qerr(img, r, "reading the backing file failed: %s",
+			return qc_qerr(img, r, "reading the backing file failed: %s",
 				    b->is_raw ? "I/O error" : b->qcow->errmsg);
 	}
 	memset((uint8_t *)buf + avail, 0, len - avail);
@@ -454,7 +454,7 @@ static int backing_readv(struct qcow_image *img, const struct iovec *iov, int n,
 	uint64_t pos = off;
 
 	for (int i = 0; i < n; i++) {
-		int r = backing_read(img, iov[i].iov_base, iov[i].iov_len, pos);
+		int r = qc_backing_read(img, iov[i].iov_base, iov[i].iov_len, pos);
 
 		if (r < 0)
 			return r;
@@ -464,7 +464,7 @@ static int backing_readv(struct qcow_image *img, const struct iovec *iov, int n,
 }
 
 /* Called and returns with img->lock held. */
-int read_guest(struct qcow_image *img, const struct iovec *iov, int n, uint64_t off,
+int qc_read_guest(struct qcow_image *img, const struct iovec *iov, int n, uint64_t off,
 	       size_t len, bool unlock_io)
 {
 	struct iovec sub[SUB_IOV_MAX];
@@ -489,7 +489,7 @@ int read_guest(struct qcow_image *img, const struct iovec *iov, int n, uint64_t 
 		uint64_t host = (e & L2E_OFFSET_MASK) + in;
 
 		if ((t == C_NORMAL || t == C_ZERO_ALLOC) && (e & L2E_OFFSET_MASK & img->cluster_mask))
-			return qerr(img, -EIO, "L2 entry 0x%llx for guest offset %llu is not cluster aligned; image corrupted",
+			return qc_qerr(img, -EIO, "L2 entry 0x%llx for guest offset %llu is not cluster aligned; image corrupted",
 				    (unsigned long long)e, (unsigned long long)pos);
 
 		if (img->extl2 && t != C_COMPRESSED) {
@@ -505,12 +505,12 @@ int read_guest(struct qcow_image *img, const struct iovec *iov, int n, uint64_t 
 			else
 				t = C_UNALLOC;
 			if (t == C_NORMAL && !(e & L2E_OFFSET_MASK) && !img->has_data_file)
-				return qerr(img, -EIO, "subcluster allocated without a host cluster");
+				return qc_qerr(img, -EIO, "subcluster allocated without a host cluster");
 		}
 		int k = iov_sub(iov, n, done, chunk, sub, SUB_IOV_MAX);
 
 		if (k < 0)
-			return qerr(img, k, "too many I/O vectors");
+			return qc_qerr(img, k, "too many I/O vectors");
 		switch (t) {
 		case C_UNALLOC:
 			r = backing_readv(img, sub, k, pos);
@@ -529,16 +529,16 @@ int read_guest(struct qcow_image *img, const struct iovec *iov, int n, uint64_t 
 			struct qfile *f = img->has_data_file ? &img->data : &img->file;
 
 			if (unlock_io) {
-				io_begin(img);
+				qc_io_begin(img);
 				pthread_mutex_unlock(&img->lock);
 			}
-			r = qfile_preadv_zero(f, sub, k, host);
+			r = qc_file_preadv_zero(f, sub, k, host);
 			if (unlock_io) {
 				pthread_mutex_lock(&img->lock);
-				io_end(img);
+				qc_io_end(img);
 			}
 			if (r < 0)
-				r = qerr(img, r, "reading data at 0x%llx failed",
+				r = qc_qerr(img, r, "reading data at 0x%llx failed",
 					 (unsigned long long)host);
 			break;
 		}
@@ -564,7 +564,7 @@ static int old_content(struct qcow_image *img, uint64_t gc, uint64_t e, uint8_t 
 		len = (size_t)(img->h.size - start);
 	memset(buf, 0, img->cluster_size);
 	iov.iov_len = len;
-	return read_guest(img, &iov, 1, start, len, false);
+	return qc_read_guest(img, &iov, 1, start, len, false);
 }
 
 /* Whether guest cluster gc reads as zeros without looking at data. */
@@ -585,9 +585,9 @@ static int release_entry(struct qcow_image *img, uint64_t e)
 	if (t == C_COMPRESSED) {
 		uint64_t first, count, coff, csize;
 
-		compressed_clusters(img, e, &first, &count, &coff, &csize);
+		qc_compressed_clusters(img, e, &first, &count, &coff, &csize);
 		for (uint64_t i = 0; i < count; i++) {
-			int r = free_later(img, (first + i) * img->cluster_size, 1, true);
+			int r = qc_free_later(img, (first + i) * img->cluster_size, 1, true);
 
 			if (r < 0)
 				return r;
@@ -595,7 +595,7 @@ static int release_entry(struct qcow_image *img, uint64_t e)
 		return 0;
 	}
 	if ((t == C_NORMAL || t == C_ZERO_ALLOC) && (e & L2E_OFFSET_MASK) && !img->has_data_file)
-		return free_later(img, e & L2E_OFFSET_MASK, 1, true);
+		return qc_free_later(img, e & L2E_OFFSET_MASK, 1, true);
 	return 0;
 }
 
@@ -607,11 +607,11 @@ static int set_entry(struct qcow_image *img, uint64_t gc, uint64_t ne)
 
 	if (r < 0)
 		return r;
-	uint64_t old = l2_get(img, s->buf, idx, NULL);
+	uint64_t old = qc_l2_get(img, s->buf, idx, NULL);
 
 	if (old == ne)
 		return 0;
-	l2_set(img, s->buf, idx, ne, 0);
+	qc_l2_set(img, s->buf, idx, ne, 0);
 	s->dirty = true;
 	img->l2_dirty = true;
 	if (img->zbuf_entry == old)
@@ -635,30 +635,30 @@ static int write_chunk(struct qcow_image *img, uint64_t gc, uint64_t in,
 	r = l2_prepare(img, gc, &s, &idx);
 	if (r < 0)
 		return r;
-	uint64_t e = l2_get(img, s->buf, idx, NULL);
+	uint64_t e = qc_l2_get(img, s->buf, idx, NULL);
 	enum ctype t = classify(img, e);
 	uint64_t host = e & L2E_OFFSET_MASK;
 
 	if ((t == C_NORMAL || t == C_ZERO_ALLOC) && (host & img->cluster_mask))
-		return mark_corrupt(img, "a misaligned L2 entry", host);
+		return qc_mark_corrupt(img, "a misaligned L2 entry", host);
 
 	if (t == C_NORMAL && (e & OFLAG_COPIED)) {
 		/* In place. */
-		r = check_overlap(img, host + in, chunk);
+		r = qc_check_overlap(img, host + in, chunk);
 		if (r < 0)
 			return r;
 		r = busy_add(img, gc);
 		if (r < 0)
-			return qerr(img, r, "out of memory");
-		io_begin(img);
+			return qc_qerr(img, r, "out of memory");
+		qc_io_begin(img);
 		pthread_mutex_unlock(&img->lock);
-		r = qfile_pwritev_data(&img->file, sub, k, host + in);
+		r = qc_file_pwritev_data(&img->file, sub, k, host + in);
 		pthread_mutex_lock(&img->lock);
-		io_end(img);
+		qc_io_end(img);
 		busy_del(img, gc);
 		pthread_cond_broadcast(&img->io_done);
 		if (r < 0)
-			return qerr(img, r, "writing data at 0x%llx failed",
+			return qc_qerr(img, r, "writing data at 0x%llx failed",
 				    (unsigned long long)(host + in));
 		return 0;
 	}
@@ -675,12 +675,12 @@ static int write_chunk(struct qcow_image *img, uint64_t gc, uint64_t in,
 	} else {
 		uint64_t end_before = img->file_end;
 
-		r = alloc_clusters(img, 1, &nhost);
+		r = qc_alloc_clusters(img, 1, &nhost);
 		if (r < 0)
 			return r;
 		fresh = nhost >= end_before;
 	}
-	r = check_overlap(img, nhost, cs);
+	r = qc_check_overlap(img, nhost, cs);
 	if (r < 0)
 		return r;
 
@@ -696,9 +696,9 @@ static int write_chunk(struct qcow_image *img, uint64_t gc, uint64_t in,
 		if (k + 2 > SUB_IOV_MAX) {
 			/* No room to merge: the old bytes go first, alone. */
 			memset(img->cow_head + in, 0, chunk);
-			r = qfile_pwrite(&img->file, img->cow_head, cs, nhost);
+			r = qc_file_pwrite(&img->file, img->cow_head, cs, nhost);
 			if (r == 0)
-				r = qfile_pwritev_data(&img->file, sub, k, nhost + in);
+				r = qc_file_pwritev_data(&img->file, sub, k, nhost + in);
 		} else {
 			if (head)
 				v[nv++] = (struct iovec){ img->cow_head, head };
@@ -706,10 +706,10 @@ static int write_chunk(struct qcow_image *img, uint64_t gc, uint64_t in,
 			nv += k;
 			if (tail)
 				v[nv++] = (struct iovec){ img->cow_head + in + chunk, tail };
-			r = qfile_pwritev_data(&img->file, v, nv, nhost);
+			r = qc_file_pwritev_data(&img->file, v, nv, nhost);
 		}
 		if (r < 0) {
-			r = qerr(img, r, "writing data at 0x%llx failed",
+			r = qc_qerr(img, r, "writing data at 0x%llx failed",
 				 (unsigned long long)nhost);
 			goto out_unclaim;
 		}
@@ -717,7 +717,7 @@ static int write_chunk(struct qcow_image *img, uint64_t gc, uint64_t in,
 		/* Zeros around the data, unless the cluster is fresh. */
 		if (!fresh && (head || tail) && k + 2 > SUB_IOV_MAX) {
 			/* No room to merge: zero the cluster first. */
-			r = qfile_pwrite(&img->file, img->zero_cluster, cs, nhost);
+			r = qc_file_pwrite(&img->file, img->zero_cluster, cs, nhost);
 			if (r < 0)
 				goto out_unclaim;
 			fresh = true;
@@ -732,7 +732,7 @@ static int write_chunk(struct qcow_image *img, uint64_t gc, uint64_t in,
 			v[nv++] = (struct iovec){ img->zero_cluster, tail };
 		r = busy_add(img, gc);
 		if (r < 0)
-			return qerr(img, r, "out of memory");
+			return qc_qerr(img, r, "out of memory");
 		/* Publish in the cache now; meta_flush waits for this I/O
 		 * before it writes any L2 table. */
 		r = set_entry(img, gc, nhost | OFLAG_COPIED);
@@ -740,11 +740,11 @@ static int write_chunk(struct qcow_image *img, uint64_t gc, uint64_t in,
 			busy_del(img, gc);
 			return r;
 		}
-		io_begin(img);
+		qc_io_begin(img);
 		pthread_mutex_unlock(&img->lock);
-		r = qfile_pwritev_data(&img->file, v, nv, wstart);
+		r = qc_file_pwritev_data(&img->file, v, nv, wstart);
 		pthread_mutex_lock(&img->lock);
-		io_end(img);
+		qc_io_end(img);
 		busy_del(img, gc);
 		pthread_cond_broadcast(&img->io_done);
 		if (r < 0) {
@@ -754,7 +754,7 @@ static int write_chunk(struct qcow_image *img, uint64_t gc, uint64_t in,
 			int r2 = set_entry(img, gc, img->h.version >= 3 ? OFLAG_ZERO : 0);
 
 			(void)r2;
-			return qerr(img, r, "writing data at 0x%llx failed",
+			return qc_qerr(img, r, "writing data at 0x%llx failed",
 				    (unsigned long long)wstart);
 		}
 		return 0;
@@ -764,14 +764,14 @@ static int write_chunk(struct qcow_image *img, uint64_t gc, uint64_t in,
 out_unclaim:
 	/* The new cluster was never pointed to: give it back. */
 	if (!reuse)
-		free_later(img, nhost, 1, true);
+		qc_free_later(img, nhost, 1, true);
 	return r;
 }
 
 static int zero_cluster_entry(struct qcow_image *img, uint64_t gc, bool discard, bool unmap);
 
 /* Called and returns with img->lock held. */
-int write_guest(struct qcow_image *img, const struct iovec *iov, int n, uint64_t off,
+int qc_write_guest(struct qcow_image *img, const struct iovec *iov, int n, uint64_t off,
 		size_t len)
 {
 	struct iovec sub[SUB_IOV_MAX];
@@ -789,7 +789,7 @@ int write_guest(struct qcow_image *img, const struct iovec *iov, int n, uint64_t
 		int k = iov_sub(iov, n, done, chunk, sub, SUB_IOV_MAX);
 
 		if (k < 0)
-			return qerr(img, k, "too many I/O vectors");
+			return qc_qerr(img, k, "too many I/O vectors");
 		if (img->nbusy)
 			busy_wait(img, gc);
 		if (iov_is_zero(sub, k)) {
@@ -861,7 +861,7 @@ static int zero_cluster_entry(struct qcow_image *img, uint64_t gc, bool discard,
 			r = l2_prepare(img, gc, &s, &idx);
 			if (r < 0)
 				return r;
-			l2_set(img, s->buf, idx, ne, 0);
+			qc_l2_set(img, s->buf, idx, ne, 0);
 			s->dirty = true;
 			img->l2_dirty = true;
 			return 0;
@@ -875,7 +875,7 @@ static int zero_cluster_entry(struct qcow_image *img, uint64_t gc, bool discard,
 }
 
 /* Called and returns with img->lock held. */
-int zero_or_discard(struct qcow_image *img, uint64_t off, uint64_t len, bool discard,
+int qc_zero_or_discard(struct qcow_image *img, uint64_t off, uint64_t len, bool discard,
 		    bool unmap)
 {
 	uint64_t cs = img->cluster_size;
@@ -900,7 +900,7 @@ int zero_or_discard(struct qcow_image *img, uint64_t off, uint64_t len, bool dis
 					   (size_t)(edge[i][1] - s);
 				struct iovec z = { img->zero_cluster, c };
 
-				r = write_guest(img, &z, 1, s, c);
+				r = qc_write_guest(img, &z, 1, s, c);
 				if (r < 0)
 					return r;
 				s += c;
@@ -921,7 +921,7 @@ int zero_or_discard(struct qcow_image *img, uint64_t off, uint64_t len, bool dis
 		if (r < 0)
 			return r;
 		if (img->nfrees > 65536) {
-			r = meta_flush(img);
+			r = qc_meta_flush(img);
 			if (r < 0)
 				return r;
 		}
@@ -929,12 +929,38 @@ int zero_or_discard(struct qcow_image *img, uint64_t off, uint64_t len, bool dis
 	return 0;
 }
 
-int guest_entry(struct qcow_image *img, uint64_t gc, uint64_t *e, uint64_t *bitmap)
+int qc_guest_entry(struct qcow_image *img, uint64_t gc, uint64_t *e, uint64_t *bitmap)
 {
 	return entry_get(img, gc, e, bitmap);
 }
 
-int guest_set_entry(struct qcow_image *img, uint64_t gc, uint64_t e)
+int qc_guest_set_entry(struct qcow_image *img, uint64_t gc, uint64_t e)
 {
 	return set_entry(img, gc, e);
+}
+
+/*
+ * Complete a read at once when no I/O is needed: every cluster in range
+ * reads as zeros. Returns 1 when done, 0 when I/O is needed, or -errno.
+ * Lock held.
+ */
+int qc_read_without_io(struct qcow_image *img, void *buf, size_t len, uint64_t off)
+{
+	uint64_t end = off + len;
+
+	for (uint64_t pos = off; pos < end;) {
+		uint64_t gc = pos >> img->h.cluster_bits, e, bm;
+		int r;
+
+		if (img->nbusy && busy_has(img, gc))
+			return 0;
+		r = entry_get(img, gc, &e, &bm);
+		if (r < 0)
+			return r;
+		if (img->extl2 || !reads_zero(img, classify(img, e), gc))
+			return 0;
+		pos = (gc + 1) << img->h.cluster_bits;
+	}
+	memset(buf, 0, len);
+	return 1;
 }

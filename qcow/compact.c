@@ -77,13 +77,13 @@ static int build_owners(struct qcow_image *img, struct owners *o)
 
 			if ((gc << img->h.cluster_bits) >= img->h.size)
 				break;
-			r = guest_entry(img, gc, &e, &bm);
+			r = qc_guest_entry(img, gc, &e, &bm);
 			if (r < 0)
 				return r;
 			if (e & OFLAG_COMPRESSED) {
 				uint64_t first, count, coff, csize;
 
-				compressed_clusters(img, e, &first, &count, &coff, &csize);
+				qc_compressed_clusters(img, e, &first, &count, &coff, &csize);
 				for (uint64_t k = 0; k < count; k++)
 					if (first + k < o->n)
 						o->type[first + k] = O_PINNED;
@@ -99,7 +99,7 @@ static int build_owners(struct qcow_image *img, struct owners *o)
 
 		if (o->type[c] != O_FREE)
 			continue;
-		r = rc_get(img, c, &v);
+		r = qc_rc_get(img, c, &v);
 		if (r < 0)
 			return r;
 		if (v)
@@ -110,17 +110,17 @@ static int build_owners(struct qcow_image *img, struct owners *o)
 
 static int copy_cluster(struct qcow_image *img, uint64_t from, uint64_t to, uint8_t *buf)
 {
-	int r = qfile_pread_zero(&img->file, buf, img->cluster_size, from);
+	int r = qc_file_pread_zero(&img->file, buf, img->cluster_size, from);
 
 	if (r == 0)
-		r = qfile_pwrite(&img->file, buf, img->cluster_size, to);
+		r = qc_file_pwrite(&img->file, buf, img->cluster_size, to);
 	return r;
 }
 
 /* Claim cluster c (free in the owner map) as a move target. */
 static int claim(struct qcow_image *img, uint64_t c)
 {
-	return rc_set(img, c, 1);
+	return qc_rc_set(img, c, 1);
 }
 
 static int move_data_batch(struct qcow_image *img, struct owners *o,
@@ -136,15 +136,15 @@ static int move_data_batch(struct qcow_image *img, struct owners *o,
 	for (size_t i = 0; i < n && r == 0; i++) {
 		uint64_t gc = o->loc[from[i]], e, bm;
 
-		r = guest_entry(img, gc, &e, &bm);
+		r = qc_guest_entry(img, gc, &e, &bm);
 		if (r == 0)
-			r = guest_set_entry(img, gc, (e & ~L2E_OFFSET_MASK) | (to[i] * cs));
+			r = qc_guest_set_entry(img, gc, (e & ~L2E_OFFSET_MASK) | (to[i] * cs));
 		o->type[to[i]] = O_DATA;
 		o->loc[to[i]] = gc;
 		o->type[from[i]] = O_FREE;
 	}
 	if (r == 0)
-		r = meta_flush(img);	/* copies, then pointers, then frees */
+		r = qc_meta_flush(img);	/* copies, then pointers, then frees */
 	return r;
 }
 
@@ -153,7 +153,7 @@ static int move_l2(struct qcow_image *img, struct owners *o, uint64_t from, uint
 {
 	uint64_t cs = img->cluster_size;
 	uint32_t i = (uint32_t)o->loc[from];
-	int r = meta_flush(img);
+	int r = qc_meta_flush(img);
 
 	if (r == 0)
 		r = claim(img, to);
@@ -161,18 +161,18 @@ static int move_l2(struct qcow_image *img, struct owners *o, uint64_t from, uint
 		r = copy_cluster(img, from * cs, to * cs, buf);
 	if (r < 0)
 		return r;
-	mcache_drop_range(&img->l2c, from * cs, cs);
+	qc_mcache_drop_range(&img->l2c, from * cs, cs);
 	img->l1[i] = to * cs | OFLAG_COPIED;
 	if (i < img->l1_dirty_lo)
 		img->l1_dirty_lo = i;
 	if (i + 1 > img->l1_dirty_hi)
 		img->l1_dirty_hi = i + 1;
-	meta_set_add(img, to);
-	r = free_later(img, from * cs, 1, true);
+	qc_meta_set_add(img, to);
+	r = qc_free_later(img, from * cs, 1, true);
 	o->type[to] = O_L2;
 	o->loc[to] = i;
 	o->type[from] = O_FREE;
-	return r == 0 ? meta_flush(img) : r;
+	return r == 0 ? qc_meta_flush(img) : r;
 }
 
 static int move_refblock(struct qcow_image *img, struct owners *o, uint64_t from,
@@ -180,31 +180,31 @@ static int move_refblock(struct qcow_image *img, struct owners *o, uint64_t from
 {
 	uint64_t cs = img->cluster_size, i = o->loc[from];
 	uint8_t be[8];
-	int r = meta_flush(img);
+	int r = qc_meta_flush(img);
 
 	if (r == 0)
 		r = claim(img, to);
 	if (r == 0)
-		r = rb_write_dirty(img);
+		r = qc_rb_write_dirty(img);
 	if (r == 0)
 		r = copy_cluster(img, from * cs, to * cs, buf);
 	if (r == 0)
-		r = qfile_flush(&img->file);
+		r = qc_file_flush(&img->file);
 	store_be64(be, to * cs);
 	if (r == 0)
-		r = qfile_pwrite(&img->file, be, 8, img->h.refcount_table_offset + i * 8);
+		r = qc_file_pwrite(&img->file, be, 8, img->h.refcount_table_offset + i * 8);
 	if (r == 0)
-		r = qfile_flush(&img->file);
+		r = qc_file_flush(&img->file);
 	if (r < 0)
 		return r;
-	mcache_drop_range(&img->rbc, from * cs, cs);
+	qc_mcache_drop_range(&img->rbc, from * cs, cs);
 	img->reftable[i] = to * cs;
-	meta_set_add(img, to);
+	qc_meta_set_add(img, to);
 	o->type[to] = O_REFBLOCK;
 	o->loc[to] = i;
 	o->type[from] = O_FREE;
-	r = free_later(img, from * cs, 1, true);
-	return r == 0 ? meta_flush(img) : r;
+	r = qc_free_later(img, from * cs, 1, true);
+	return r == 0 ? qc_meta_flush(img) : r;
 }
 
 /* Move a whole contiguous table (L1 or refcount table) to run [to, to+n). */
@@ -216,7 +216,7 @@ static int move_table(struct qcow_image *img, struct owners *o, bool is_l1, uint
 	uint64_t nent = is_l1 ? img->h.l1_size : img->reftable_entries;
 	const uint64_t *tbl = is_l1 ? img->l1 : img->reftable;
 	uint8_t *b = calloc(ncl, cs);
-	int r = meta_flush(img);
+	int r = qc_meta_flush(img);
 
 	if (!b)
 		return -ENOMEM;
@@ -225,16 +225,16 @@ static int move_table(struct qcow_image *img, struct owners *o, bool is_l1, uint
 	for (uint64_t i = 0; i < nent; i++)
 		store_be64(b + 8 * i, tbl[i]);
 	if (r == 0)
-		r = rb_write_dirty(img);
+		r = qc_rb_write_dirty(img);
 	if (r == 0)
-		r = qfile_pwrite(&img->file, b, ncl * cs, to * cs);
+		r = qc_file_pwrite(&img->file, b, ncl * cs, to * cs);
 	free(b);
 	if (r == 0)
-		r = qfile_flush(&img->file);
+		r = qc_file_flush(&img->file);
 	if (r == 0)
-		r = hdr_write_u64(img, is_l1 ? 40 : HDR_REFTABLE_OFF, to * cs);
+		r = qc_hdr_write_u64(img, is_l1 ? 40 : HDR_REFTABLE_OFF, to * cs);
 	if (r == 0)
-		r = qfile_flush(&img->file);
+		r = qc_file_flush(&img->file);
 	if (r < 0)
 		return r;
 	if (is_l1)
@@ -245,8 +245,8 @@ static int move_table(struct qcow_image *img, struct owners *o, bool is_l1, uint
 		o->type[to + k] = is_l1 ? O_L1 : O_REFTABLE;
 		o->type[old / cs + k] = O_FREE;
 	}
-	r = free_later(img, old, ncl, true);
-	return r == 0 ? meta_flush(img) : r;
+	r = qc_free_later(img, old, ncl, true);
+	return r == 0 ? qc_meta_flush(img) : r;
 }
 
 static uint64_t lowest_free_run(const struct owners *o, uint64_t n, uint64_t below)
@@ -273,20 +273,20 @@ int qcow_image_compact(struct qcow_image *img)
 
 	pthread_mutex_lock(&img->lock);
 	if (!img->rw || img->corrupt || img->failed) {
-		r = qerr(img, -EBADF, "compaction needs an image open read-write and not corrupt");
+		r = qc_qerr(img, -EBADF, "compaction needs an image open read-write and not corrupt");
 		goto out;
 	}
 	if (img->h.nb_snapshots) {
-		r = qerr(img, -ENOTSUP, "compaction of images with internal snapshots is not supported");
+		r = qc_qerr(img, -ENOTSUP, "compaction of images with internal snapshots is not supported");
 		goto out;
 	}
-	r = meta_flush(img);
+	r = qc_meta_flush(img);
 	if (r == 0)
 		r = build_owners(img, &o);
 	if (r == 0 && posix_memalign((void **)&buf, 4096, cs))
 		r = -ENOMEM;
 	if (r < 0) {
-		r = qerr(img, r, "compaction: %s", r == -ENOMEM ? "out of memory" : img->errmsg);
+		r = qc_qerr(img, r, "compaction: %s", r == -ENOMEM ? "out of memory" : img->errmsg);
 		goto out;
 	}
 
@@ -344,6 +344,14 @@ int qcow_image_compact(struct qcow_image *img)
 					f++;
 				while (f < g && o.type[f] != O_FREE);
 			}
+			/* Sources were taken from the top down: reverse them so
+			 * that data keeps its order in the file. */
+			for (size_t i = 0; i < nb / 2; i++) {
+				uint64_t x = from[i];
+
+				from[i] = from[nb - 1 - i];
+				from[nb - 1 - i] = x;
+			}
 			r = move_data_batch(img, &o, from, to, nb, buf);
 		}
 		if (r < 0)
@@ -352,11 +360,11 @@ int qcow_image_compact(struct qcow_image *img)
 	if (r == 0) {
 		while (hi > 0 && o.type[hi - 1] == O_FREE)
 			hi--;
-		r = meta_flush(img);
+		r = qc_meta_flush(img);
 		if (r == 0)
-			r = qfile_flush(&img->file);
+			r = qc_file_flush(&img->file);
 		if (r == 0 && hi * cs < img->file_end) {
-			r = qfile_truncate(&img->file, hi * cs);
+			r = qc_file_truncate(&img->file, hi * cs);
 			if (r == 0) {
 				img->file_end = hi * cs;
 				if (img->free_hint > hi)
@@ -364,7 +372,7 @@ int qcow_image_compact(struct qcow_image *img)
 			}
 		}
 		if (r < 0)
-			r = qerr(img, r, "compaction: truncating the file failed");
+			r = qc_qerr(img, r, "compaction: truncating the file failed");
 	}
 out:
 	free(o.type);

@@ -116,11 +116,11 @@ static int preallocate(const char *path, const struct qcow_create_opts *o,
 		uint64_t host;
 
 		/* The table first, so that data runs stay contiguous. */
-		r = guest_set_entry(img, gc, 0);
+		r = qc_guest_set_entry(img, gc, 0);
 		if (r == 0)
-			r = alloc_clusters(img, 1, &host);
+			r = qc_alloc_clusters(img, 1, &host);
 		if (r == 0)
-			r = guest_set_entry(img, gc, host | OFLAG_COPIED |
+			r = qc_guest_set_entry(img, gc, host | OFLAG_COPIED |
 					    (img->h.version >= 3 ? OFLAG_ZERO : 0));
 		if (r == 0) {
 			if (!first)
@@ -129,7 +129,10 @@ static int preallocate(const char *path, const struct qcow_create_opts *o,
 		}
 	}
 	if (r == 0)
-		r = meta_flush(img);
+		r = qc_meta_flush(img);
+	/* The file must reach the last cluster pointed to, as qemu's does. */
+	if (r == 0 && last && qc_file_size(&img->file) < (int64_t)last)
+		r = qc_file_truncate(&img->file, last);
 	if (r == 0 && o->prealloc != QCOW_PREALLOC_METADATA && last > first &&
 	    img->file.fd >= 0) {
 		if (fallocate(img->file.fd, 0, (off_t)first, (off_t)(last - first)) < 0)
@@ -238,7 +241,7 @@ int qcow_create(const char *path, const struct qcow_create_opts *opts,
 	buf = calloc(total, cs);
 	if (!buf)
 		return cerr(err, -ENOMEM, "out of memory");
-	r = header_build(buf, cs, &h, o.backing_file, o.backing_fmt, &used);
+	r = qc_header_build(buf, cs, &h, o.backing_file, o.backing_fmt, &used);
 	if (r < 0) {
 		free(buf);
 		return cerr(err, r, r == -ENOSPC ? "header does not fit in one cluster" :
@@ -252,7 +255,7 @@ int qcow_create(const char *path, const struct qcow_create_opts *opts,
 	for (uint64_t c = 0; c < total; c++) {
 		struct qcow_image fake = { .refcount_bits = o.refcount_bits };
 
-		rb_set_entry(&fake, rb + (c / epb) * cs, (uint32_t)(c % epb), 1);
+		qc_rb_set_entry(&fake, rb + (c / epb) * cs, (uint32_t)(c % epb), 1);
 	}
 
 	fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);

@@ -151,7 +151,7 @@ static const struct qcow_io_ops posix_direct_io = {
 	.allocated = posix_allocated,
 };
 
-int qfile_open_posix(struct qfile *f, const char *path, bool rw, bool direct)
+int qc_file_open_posix(struct qfile *f, const char *path, bool rw, bool direct)
 {
 	int flags = (rw ? O_RDWR : O_RDONLY) | O_CLOEXEC;
 	int *fds;
@@ -187,14 +187,14 @@ int qfile_open_posix(struct qfile *f, const char *path, bool rw, bool direct)
 	return 0;
 }
 
-bool qfile_is_posix(const struct qfile *f)
+bool qc_file_is_posix(const struct qfile *f)
 {
 	return f->ops == &qcow_posix_io || f->ops == &posix_direct_io;
 }
 
-void qfile_close(struct qfile *f)
+void qc_file_close(struct qfile *f)
 {
-	if (qfile_is_posix(f) && f->opaque) {
+	if (qc_file_is_posix(f) && f->opaque) {
 		int *fds = f->opaque;
 
 		close(fds[0]);
@@ -227,7 +227,7 @@ static int iov_tail(const struct iovec *iov, int n, size_t skip,
 
 #define IOV_MAX_LOCAL 1024
 
-int qfile_preadv_zero(struct qfile *f, const struct iovec *iov, int n,
+int qc_file_preadv_zero(struct qfile *f, const struct iovec *iov, int n,
 		      uint64_t off)
 {
 	struct iovec rest[IOV_MAX_LOCAL];
@@ -254,14 +254,14 @@ int qfile_preadv_zero(struct qfile *f, const struct iovec *iov, int n,
 	return 0;
 }
 
-int qfile_pread_zero(struct qfile *f, void *buf, size_t len, uint64_t off)
+int qc_file_pread_zero(struct qfile *f, void *buf, size_t len, uint64_t off)
 {
 	struct iovec iov = { buf, len };
 
-	return qfile_preadv_zero(f, &iov, 1, off);
+	return qc_file_preadv_zero(f, &iov, 1, off);
 }
 
-int qfile_pread(struct qfile *f, void *buf, size_t len, uint64_t off)
+int qc_file_pread(struct qfile *f, void *buf, size_t len, uint64_t off)
 {
 	size_t done = 0;
 
@@ -278,7 +278,7 @@ int qfile_pread(struct qfile *f, void *buf, size_t len, uint64_t off)
 	return 0;
 }
 
-int qfile_pwritev_data(struct qfile *f, const struct iovec *iov, int n, uint64_t off)
+int qc_file_pwritev_data(struct qfile *f, const struct iovec *iov, int n, uint64_t off)
 {
 	struct iovec rest[IOV_MAX_LOCAL];
 	size_t total = 0, done = 0;
@@ -311,43 +311,43 @@ static int failed(struct qfile *f, int r)
 	return r;
 }
 
-int qfile_pwritev(struct qfile *f, const struct iovec *iov, int n, uint64_t off)
+int qc_file_pwritev(struct qfile *f, const struct iovec *iov, int n, uint64_t off)
 {
-	return failed(f, qfile_pwritev_data(f, iov, n, off));
+	return failed(f, qc_file_pwritev_data(f, iov, n, off));
 }
 
-int qfile_pwrite(struct qfile *f, const void *buf, size_t len, uint64_t off)
+int qc_file_pwrite(struct qfile *f, const void *buf, size_t len, uint64_t off)
 {
 	struct iovec iov = { (void *)buf, len };
 
-	return qfile_pwritev(f, &iov, 1, off);
+	return qc_file_pwritev(f, &iov, 1, off);
 }
 
-int qfile_flush(struct qfile *f)
+int qc_file_flush(struct qfile *f)
 {
 	return failed(f, f->ops->flush ? f->ops->flush(f->opaque) : 0);
 }
 
-int qfile_punch(struct qfile *f, uint64_t off, uint64_t len)
+int qc_file_punch(struct qfile *f, uint64_t off, uint64_t len)
 {
 	if (!f->ops->punch_hole)
 		return -EOPNOTSUPP;
 	return f->ops->punch_hole(f->opaque, off, len);
 }
 
-int qfile_truncate(struct qfile *f, uint64_t len)
+int qc_file_truncate(struct qfile *f, uint64_t len)
 {
 	if (!f->ops->truncate)
 		return -EOPNOTSUPP;
 	return failed(f, f->ops->truncate(f->opaque, len));
 }
 
-int64_t qfile_size(struct qfile *f)
+int64_t qc_file_size(struct qfile *f)
 {
 	return f->ops->size(f->opaque);
 }
 
-int64_t qfile_allocated(struct qfile *f)
+int64_t qc_file_allocated(struct qfile *f)
 {
 	if (!f->ops->allocated)
 		return -ENOTSUP;
@@ -383,7 +383,7 @@ static const char *perm_name(int i)
  * Take qemu's locks for a writer (perms read, write, resize; shares only
  * read and write-unchanged) or a reader (perm read; does not share write).
  */
-int qfile_lock(struct qfile *f, bool write, char *why, size_t whylen)
+int qc_file_lock(struct qfile *f, bool write, char *why, size_t whylen)
 {
 	unsigned perm = 1u << PERM_READ;
 	unsigned shared = (1u << PERM_READ) | (1u << PERM_WRITE_UNCHANGED);

@@ -17,7 +17,7 @@
 #include "base/endian.h"
 #include "internal.h"
 
-int header_parse(const uint8_t *b, size_t len, uint64_t file_size,
+int qc_header_parse(const uint8_t *b, size_t len, uint64_t file_size,
 		 struct qcow_header *h, char *why, size_t whylen)
 {
 	memset(h, 0, sizeof(*h));
@@ -45,6 +45,10 @@ int header_parse(const uint8_t *b, size_t len, uint64_t file_size,
 	h->refcount_table_clusters = load_be32(b + 56);
 	h->nb_snapshots = load_be32(b + 60);
 	h->snapshots_offset = load_be64(b + 64);
+	if (h->cluster_bits < 9 || h->cluster_bits > 21) {
+		snprintf(why, whylen, "unsupported cluster size: 2^%u", h->cluster_bits);
+		return -EINVAL;
+	}
 	if (h->version == 2) {
 		h->refcount_order = 4;
 		h->header_length = 72;
@@ -67,10 +71,6 @@ int header_parse(const uint8_t *b, size_t len, uint64_t file_size,
 			h->compression_type = b[104];
 	}
 
-	if (h->cluster_bits < 9 || h->cluster_bits > 21) {
-		snprintf(why, whylen, "unsupported cluster size: 2^%u", h->cluster_bits);
-		return -EINVAL;
-	}
 	uint64_t cs = 1ull << h->cluster_bits;
 
 	if (h->header_length > cs) {
@@ -195,7 +195,7 @@ static size_t put_feature(uint8_t *p, uint8_t type, uint8_t bit, const char *nam
  * and the backing file name. *used is how many bytes it took; -ENOSPC if
  * it does not fit in bufsize (one cluster).
  */
-int header_build(uint8_t *buf, size_t bufsize, const struct qcow_header *hin,
+int qc_header_build(uint8_t *buf, size_t bufsize, const struct qcow_header *hin,
 		 const char *backing, const char *backing_fmt, size_t *used)
 {
 	struct qcow_header h = *hin;

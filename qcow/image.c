@@ -19,11 +19,14 @@
 /* --- messages --- */
 
 static void vfmt(char *buf, size_t len, const char *fmt, va_list ap)
+	__attribute__((format(printf, 3, 0)));
+
+static void vfmt(char *buf, size_t len, const char *fmt, va_list ap)
 {
 	vsnprintf(buf, len, fmt, ap);
 }
 
-int qerr(struct qcow_image *img, int code, const char *fmt, ...)
+int qc_qerr(struct qcow_image *img, int code, const char *fmt, ...)
 {
 	char msg[sizeof(img->errmsg)];
 	va_list ap;
@@ -37,7 +40,7 @@ int qerr(struct qcow_image *img, int code, const char *fmt, ...)
 	return code;
 }
 
-void qlog(struct qcow_image *img, enum qcow_log_level lvl, const char *fmt, ...)
+void qc_qlog(struct qcow_image *img, enum qcow_log_level lvl, const char *fmt, ...)
 {
 	char msg[512];
 	va_list ap;
@@ -73,18 +76,18 @@ const char *qcow_image_errmsg(const struct qcow_image *img)
 
 /* --- data I/O outside the lock --- */
 
-void io_begin(struct qcow_image *img)
+void qc_io_begin(struct qcow_image *img)
 {
 	img->inflight++;
 }
 
-void io_end(struct qcow_image *img)
+void qc_io_end(struct qcow_image *img)
 {
 	if (--img->inflight == 0)
 		pthread_cond_broadcast(&img->io_done);
 }
 
-void wait_io_idle(struct qcow_image *img)
+void qc_wait_io_idle(struct qcow_image *img)
 {
 	while (img->inflight)
 		pthread_cond_wait(&img->io_done, &img->lock);
@@ -92,26 +95,26 @@ void wait_io_idle(struct qcow_image *img)
 
 /* --- header fields --- */
 
-int hdr_write_u64(struct qcow_image *img, unsigned off, uint64_t v)
+int qc_hdr_write_u64(struct qcow_image *img, unsigned off, uint64_t v)
 {
 	uint8_t b[8];
 
 	store_be64(b, v);
-	return qfile_pwrite(&img->file, b, 8, off);
+	return qc_file_pwrite(&img->file, b, 8, off);
 }
 
-int mark_corrupt(struct qcow_image *img, const char *what, uint64_t off)
+int qc_mark_corrupt(struct qcow_image *img, const char *what, uint64_t off)
 {
 	if (!img->corrupt && img->rw && img->h.version >= 3) {
 		img->h.incompatible_features |= QCOW_INCOMPAT_CORRUPT;
-		if (hdr_write_u64(img, HDR_INCOMPAT_OFF, img->h.incompatible_features) == 0)
-			qfile_flush(&img->file);
+		if (qc_hdr_write_u64(img, HDR_INCOMPAT_OFF, img->h.incompatible_features) == 0)
+			qc_file_flush(&img->file);
 	}
 	img->corrupt = true;
-	qlog(img, QCOW_LOG_ERR,
+	qc_qlog(img, QCOW_LOG_ERR,
 	     "Marking image as corrupt: Preventing invalid write on metadata (overlaps with %s) at offset 0x%llx; further corruption events will be suppressed",
 	     what, (unsigned long long)off);
-	return qerr(img, -EIO, "write at 0x%llx would overlap %s; image marked corrupt",
+	return qc_qerr(img, -EIO, "write at 0x%llx would overlap %s; image marked corrupt",
 		    (unsigned long long)off, what);
 }
 
@@ -122,7 +125,7 @@ int mark_corrupt(struct qcow_image *img, const char *what, uint64_t off)
  *   3. L2 tables, a barrier, the L1 table, a barrier;
  *   4. lowered counts of clusters no longer pointed to, a barrier.
  */
-int meta_flush(struct qcow_image *img)
+int qc_meta_flush(struct qcow_image *img)
 {
 	bool l1d = img->l1_dirty_lo < img->l1_dirty_hi;
 	int r;
@@ -130,47 +133,47 @@ int meta_flush(struct qcow_image *img)
 	if (!img->rw)
 		return 0;
 	if (img->failed)
-		return qerr(img, -EIO, "an earlier metadata write failed; reopen the image");
-	wait_io_idle(img);
+		return qc_qerr(img, -EIO, "an earlier metadata write failed; reopen the image");
+	qc_wait_io_idle(img);
 	if (!img->rb_dirty && !img->l2_dirty && !l1d && !img->nfrees)
 		return 0;
 	if (img->rb_dirty && !img->lazy) {
-		r = rb_write_dirty(img);
+		r = qc_rb_write_dirty(img);
 		if (r < 0)
 			return r;
 	}
 	if (img->l2_dirty || l1d) {
-		r = qfile_flush(&img->file);
+		r = qc_file_flush(&img->file);
 		if (r < 0)
-			return qerr(img, r, "flush failed");
+			return qc_qerr(img, r, "flush failed");
 	}
 	if (img->l2_dirty) {
-		r = l2_write_dirty(img);
+		r = qc_l2_write_dirty(img);
 		if (r < 0)
 			return r;
 	}
 	if (l1d) {
-		r = qfile_flush(&img->file);
+		r = qc_file_flush(&img->file);
 		if (r < 0)
-			return qerr(img, r, "flush failed");
-		r = l1_write_dirty(img);
+			return qc_qerr(img, r, "flush failed");
+		r = qc_l1_write_dirty(img);
 		if (r < 0)
 			return r;
 	}
-	r = qfile_flush(&img->file);
+	r = qc_file_flush(&img->file);
 	if (r < 0)
-		return qerr(img, r, "flush failed");
+		return qc_qerr(img, r, "flush failed");
 	if (img->nfrees) {
-		r = apply_frees(img);
+		r = qc_apply_frees(img);
 		if (r < 0)
 			return r;
 		if (!img->lazy) {
-			r = rb_write_dirty(img);
+			r = qc_rb_write_dirty(img);
 			if (r < 0)
 				return r;
-			r = qfile_flush(&img->file);
+			r = qc_file_flush(&img->file);
 			if (r < 0)
-				return qerr(img, r, "flush failed");
+				return qc_qerr(img, r, "flush failed");
 		}
 	}
 	return 0;
@@ -251,7 +254,7 @@ static int load_table(struct qfile *f, uint64_t off, uint64_t n, uint64_t **out)
 	if (!t)
 		return -ENOMEM;
 	if (n) {
-		r = qfile_pread(f, t, n * 8, off);
+		r = qc_file_pread(f, t, n * 8, off);
 		if (r < 0) {
 			free(t);
 			return r;
@@ -267,7 +270,7 @@ static int load_snapshots(struct qcow_image *img, char *why, size_t whylen)
 {
 	uint32_t n = img->h.nb_snapshots;
 	uint64_t pos = img->h.snapshots_offset;
-	int64_t fsize = qfile_size(&img->file);
+	int64_t fsize = qc_file_size(&img->file);
 
 	if (!n)
 		return 0;
@@ -283,7 +286,7 @@ static int load_snapshots(struct qcow_image *img, char *why, size_t whylen)
 			snprintf(why, whylen, "snapshot table is truncated");
 			return -EINVAL;
 		}
-		r = qfile_pread(&img->file, f, 40, pos);
+		r = qc_file_pread(&img->file, f, 40, pos);
 		if (r < 0)
 			return r;
 		s->l1_offset = load_be64(f);
@@ -302,7 +305,7 @@ static int load_snapshots(struct qcow_image *img, char *why, size_t whylen)
 		}
 		memset(extra, 0, sizeof(extra));
 		if (extra_len) {
-			r = qfile_pread(&img->file, extra, extra_len < 24 ? extra_len : 24, pos + 40);
+			r = qc_file_pread(&img->file, extra, extra_len < 24 ? extra_len : 24, pos + 40);
 			if (r < 0) {
 				snprintf(why, whylen, "snapshot table is truncated");
 				return -EINVAL;
@@ -318,7 +321,7 @@ static int load_snapshots(struct qcow_image *img, char *why, size_t whylen)
 		char buf[65536 * 2];
 
 		if ((uint64_t)id_len + name_len > sizeof(buf) ||
-		    qfile_pread(&img->file, buf, (size_t)id_len + name_len, idpos) < 0) {
+		    qc_file_pread(&img->file, buf, (size_t)id_len + name_len, idpos) < 0) {
 			snprintf(why, whylen, "snapshot table is truncated");
 			return -EINVAL;
 		}
@@ -344,27 +347,27 @@ static void build_meta_set(struct qcow_image *img)
 		uint64_t o = img->l1[i] & L1E_OFFSET_MASK;
 
 		if (o)
-			meta_set_add(img, o / cs);
+			qc_meta_set_add(img, o / cs);
 	}
 	for (uint64_t i = 0; i < img->reftable_entries; i++) {
 		uint64_t o = img->reftable[i] & REFT_OFFSET_MASK;
 
 		if (o)
-			meta_set_add(img, o / cs);
+			qc_meta_set_add(img, o / cs);
 	}
 	if (img->h.nb_snapshots) {
 		for (uint64_t k = 0; k < div_round_up(img->snap_table_size, cs); k++)
-			meta_set_add(img, img->h.snapshots_offset / cs + k);
+			qc_meta_set_add(img, img->h.snapshots_offset / cs + k);
 		for (uint32_t i = 0; i < img->h.nb_snapshots; i++) {
 			struct qcow_snapshot *s = &img->snaps[i];
 			uint64_t n = div_round_up((uint64_t)s->l1_size * 8, cs);
 
 			for (uint64_t k = 0; k < n; k++)
-				meta_set_add(img, s->l1_offset / cs + k);
+				qc_meta_set_add(img, s->l1_offset / cs + k);
 		}
 	}
 	if (img->nb_bitmaps && img->bitmap_dir_offset)
-		meta_set_add(img, img->bitmap_dir_offset / cs);
+		qc_meta_set_add(img, img->bitmap_dir_offset / cs);
 }
 
 static int open_backing(struct qcow_image *img, const struct qcow_open_opts *o,
@@ -383,7 +386,7 @@ static int open_backing(struct qcow_image *img, const struct qcow_open_opts *o,
 		return -ENOMEM;
 	}
 	b->raw.fd = b->raw.dfd = b->raw.lock_fd = -1;
-	r = qfile_open_posix(&b->raw, path, false, false);
+	r = qc_file_open_posix(&b->raw, path, false, false);
 	if (r < 0) {
 		snprintf(why, whylen, "could not open backing file '%s': %s", path, strerror(-r));
 		goto out_free;
@@ -399,14 +402,14 @@ static int open_backing(struct qcow_image *img, const struct qcow_open_opts *o,
 		snprintf(why, whylen, "backing file format '%s' is not supported", img->backing_fmt);
 		goto out_close;
 	} else {
-		qfile_pread_zero(&b->raw, magic, 4, 0);
+		qc_file_pread_zero(&b->raw, magic, 4, 0);
 		is_qcow = load_be32(magic) == QCOW_MAGIC;
 	}
 	if (is_qcow) {
 		struct qcow_open_opts bo = { 0 };
 		struct qcow_error berr = { 0 };
 
-		qfile_close(&b->raw);
+		qc_file_close(&b->raw);
 		bo.force_share = true;
 		bo.log = o->log;
 		bo.direct = o->direct;
@@ -417,7 +420,7 @@ static int open_backing(struct qcow_image *img, const struct qcow_open_opts *o,
 		}
 		b->size = b->qcow->h.size;
 	} else {
-		int64_t sz = qfile_size(&b->raw);
+		int64_t sz = qc_file_size(&b->raw);
 		struct stat st;
 
 		if (sz < 0) {
@@ -440,7 +443,7 @@ static int open_backing(struct qcow_image *img, const struct qcow_open_opts *o,
 	return 0;
 
 out_close:
-	qfile_close(&b->raw);
+	qc_file_close(&b->raw);
 out_free:
 	free(b);
 	free(path);
@@ -452,7 +455,7 @@ static void backing_free(struct backing *b)
 	if (!b)
 		return;
 	if (b->is_raw)
-		qfile_close(&b->raw);
+		qc_file_close(&b->raw);
 	else
 		qcow_image_close(b->qcow);
 	free(b);
@@ -464,11 +467,11 @@ static void image_free(struct qcow_image *img)
 		return;
 	backing_free(img->backing);
 	if (img->has_data_file)
-		qfile_close(&img->data);
+		qc_file_close(&img->data);
 	if (!img->caller_io)
-		qfile_close(&img->file);
-	mcache_release(&img->l2c);
-	mcache_release(&img->rbc);
+		qc_file_close(&img->file);
+	qc_mcache_release(&img->l2c);
+	qc_mcache_release(&img->rbc);
 	free(img->l1);
 	free(img->reftable);
 	free(img->frees);
@@ -513,11 +516,11 @@ static int repair_dirty(struct qcow_image *img)
 {
 	uint32_t *refs = NULL;
 	uint64_t n = 0;
-	int r = compute_refs(img, &refs, &n, false, NULL, false);
+	int r = qc_compute_refs(img, &refs, &n, false, NULL, false);
 
 	if (r < 0)
 		return r;
-	r = rc_rebuild(img, refs, n);
+	r = qc_rc_rebuild(img, refs, n);
 	free(refs);
 	return r;
 }
@@ -562,7 +565,7 @@ static int image_open(struct qcow_image **out, const char *path,
 		img->file.ops = o->io;
 		img->file.opaque = o->io_opaque;
 	} else {
-		r = qfile_open_posix(&img->file, path, img->rw, o->direct);
+		r = qc_file_open_posix(&img->file, path, img->rw, o->direct);
 		if (r < 0) {
 			seterr(err, r, "Could not open '%s': %s", path, strerror(-r));
 			goto out_free;
@@ -582,7 +585,7 @@ static int image_open(struct qcow_image **out, const char *path,
 	}
 
 	img->file.failed = &img->failed;
-	fsize = qfile_size(&img->file);
+	fsize = qc_file_size(&img->file);
 	if (fsize < 0) {
 		r = seterr(err, (int)fsize, "cannot get the size of '%s'", path);
 		goto out_free;
@@ -591,12 +594,12 @@ static int image_open(struct qcow_image **out, const char *path,
 	{
 		uint8_t first[4096];
 
-		r = qfile_pread_zero(&img->file, first, sizeof(first), 0);
+		r = qc_file_pread_zero(&img->file, first, sizeof(first), 0);
 		if (r < 0) {
 			seterr(err, r, "cannot read '%s': %s", path, strerror(-r));
 			goto out_free;
 		}
-		r = header_parse(first, fsize < 4096 ? (size_t)fsize : 4096, (uint64_t)fsize,
+		r = qc_header_parse(first, fsize < 4096 ? (size_t)fsize : 4096, (uint64_t)fsize,
 				 &img->h, why, sizeof(why));
 		if (r < 0 && !(r == -EINVAL && strstr(why, "header length"))) {
 			seterr(err, r, "'%s': %s", path, why);
@@ -608,12 +611,12 @@ static int image_open(struct qcow_image **out, const char *path,
 		r = seterr(err, -ENOMEM, "out of memory");
 		goto out_free;
 	}
-	r = qfile_pread_zero(&img->file, c0, img->cluster_size, 0);
+	r = qc_file_pread_zero(&img->file, c0, img->cluster_size, 0);
 	if (r < 0) {
 		seterr(err, r, "cannot read '%s': %s", path, strerror(-r));
 		goto out_free;
 	}
-	r = header_parse(c0, (uint64_t)fsize < img->cluster_size ? (size_t)fsize : img->cluster_size,
+	r = qc_header_parse(c0, (uint64_t)fsize < img->cluster_size ? (size_t)fsize : img->cluster_size,
 			 (uint64_t)fsize, &img->h, why, sizeof(why));
 	if (r < 0) {
 		seterr(err, r, "'%s': %s", path, why);
@@ -673,7 +676,7 @@ static int image_open(struct qcow_image **out, const char *path,
 		}
 	}
 	if (!o->force_share) {
-		r = qfile_lock(&img->file, img->rw, why, sizeof(why));
+		r = qc_file_lock(&img->file, img->rw, why, sizeof(why));
 		if (r < 0) {
 			seterr(err, r, "'%s': %s", path, why);
 			goto out_free;
@@ -697,11 +700,11 @@ static int image_open(struct qcow_image **out, const char *path,
 		seterr(err, r, "'%s': %s", path, why[0] ? why : strerror(-r));
 		goto out_free;
 	}
-	r = mcache_init(&img->l2c, img->slice_size, l2_cache_cap(img, o->l2_cache_bytes));
+	r = qc_mcache_init(&img->l2c, img->slice_size, l2_cache_cap(img, o->l2_cache_bytes));
 	if (r == 0) {
 		uint64_t rbcap = (32ull << 20) / img->cluster_size;
 
-		r = mcache_init(&img->rbc, img->cluster_size,
+		r = qc_mcache_init(&img->rbc, img->cluster_size,
 				(unsigned)(rbcap < 16 ? 16 : rbcap > 1024 ? 1024 : rbcap));
 	}
 	if (r == 0 && (posix_memalign((void **)&img->cow_head, 4096, img->cluster_size) ||
@@ -727,7 +730,7 @@ static int image_open(struct qcow_image **out, const char *path,
 	if (img->has_data_file) {
 		char *dp = join_path(img->dir, img->data_file_name);
 
-		r = dp ? qfile_open_posix(&img->data, dp, false, o->direct) : -ENOMEM;
+		r = dp ? qc_file_open_posix(&img->data, dp, false, o->direct) : -ENOMEM;
 		if (r < 0) {
 			seterr(err, r, "'%s': could not open data file '%s': %s", path,
 			       img->data_file_name, strerror(-r));
@@ -742,16 +745,16 @@ static int image_open(struct qcow_image **out, const char *path,
 			/* We keep none of the autoclear promises (bitmaps). */
 			img->h.autoclear_features = 0;
 			img->nb_bitmaps = 0;
-			r = hdr_write_u64(img, HDR_AUTOCLEAR_OFF, 0);
+			r = qc_hdr_write_u64(img, HDR_AUTOCLEAR_OFF, 0);
 			if (r == 0)
-				r = qfile_flush(&img->file);
+				r = qc_file_flush(&img->file);
 			if (r < 0) {
 				seterr(err, r, "'%s': cannot update the header", path);
 				goto out_free;
 			}
 		}
 		if (img->was_dirty) {
-			qlog(img, QCOW_LOG_INFO, "%s: image was not closed cleanly; rebuilding refcounts", path);
+			qc_qlog(img, QCOW_LOG_INFO, "%s: image was not closed cleanly; rebuilding refcounts", path);
 			r = repair_dirty(img);
 			if (r < 0) {
 				seterr(err, r, "'%s': repairing the dirty image failed: %s", path, img->errmsg);
@@ -766,9 +769,9 @@ static int image_open(struct qcow_image **out, const char *path,
 			inc |= QCOW_INCOMPAT_DIRTY;
 		if (inc != img->h.incompatible_features) {
 			img->h.incompatible_features = inc;
-			r = hdr_write_u64(img, HDR_INCOMPAT_OFF, inc);
+			r = qc_hdr_write_u64(img, HDR_INCOMPAT_OFF, inc);
 			if (r == 0)
-				r = qfile_flush(&img->file);
+				r = qc_file_flush(&img->file);
 			if (r < 0) {
 				seterr(err, r, "'%s': cannot update the header", path);
 				goto out_free;
@@ -776,7 +779,7 @@ static int image_open(struct qcow_image **out, const char *path,
 		}
 	}
 	if (img->rw && img->corrupt)
-		qlog(img, QCOW_LOG_WARN, "%s is marked corrupt: writes are refused until a check with repair clears it", path);
+		qc_qlog(img, QCOW_LOG_WARN, "%s is marked corrupt: writes are refused until a check with repair clears it", path);
 	img->free_hint = 1;
 	free(c0);
 	*out = img;
@@ -815,19 +818,19 @@ int qcow_image_close(struct qcow_image *img)
 	if (img->failed)
 		r = -EIO;
 	if (img->rw && !img->corrupt && !img->failed) {
-		r = meta_flush(img);
+		r = qc_meta_flush(img);
 		if (r == 0 && img->lazy) {
-			r = rb_write_dirty(img);
+			r = qc_rb_write_dirty(img);
 			if (r == 0)
-				r = qfile_flush(&img->file);
+				r = qc_file_flush(&img->file);
 			if (r == 0) {
 				img->h.incompatible_features &= ~QCOW_INCOMPAT_DIRTY;
-				r = hdr_write_u64(img, HDR_INCOMPAT_OFF,
+				r = qc_hdr_write_u64(img, HDR_INCOMPAT_OFF,
 						  img->h.incompatible_features);
 			}
 		}
 		if (r == 0)
-			r = qfile_flush(&img->file);
+			r = qc_file_flush(&img->file);
 	}
 	pthread_mutex_unlock(&img->lock);
 	image_free(img);
@@ -839,13 +842,13 @@ int qcow_image_close(struct qcow_image *img)
 static int io_check(struct qcow_image *img, uint64_t off, uint64_t len, bool write)
 {
 	if (write && !img->rw)
-		return qerr(img, -EBADF, "image is open read-only");
+		return qc_qerr(img, -EBADF, "image is open read-only");
 	if (write && img->corrupt)
-		return qerr(img, -EIO, "image is marked corrupt");
+		return qc_qerr(img, -EIO, "image is marked corrupt");
 	if (write && img->failed)
-		return qerr(img, -EIO, "an earlier metadata write failed; reopen the image to go on writing");
+		return qc_qerr(img, -EIO, "an earlier metadata write failed; reopen the image to go on writing");
 	if (off > img->h.size || len > img->h.size - off)
-		return qerr(img, -EINVAL, "request at %llu+%llu is beyond the disk size %llu",
+		return qc_qerr(img, -EINVAL, "request at %llu+%llu is beyond the disk size %llu",
 			    (unsigned long long)off, (unsigned long long)len,
 			    (unsigned long long)img->h.size);
 	return 0;
@@ -869,7 +872,7 @@ ssize_t qcow_image_preadv(struct qcow_image *img, const struct iovec *iov, int n
 	pthread_mutex_lock(&img->lock);
 	r = io_check(img, off, len, false);
 	if (r == 0)
-		r = read_guest(img, iov, n, off, len, true);
+		r = qc_read_guest(img, iov, n, off, len, true);
 	pthread_mutex_unlock(&img->lock);
 	return r < 0 ? r : (ssize_t)len;
 }
@@ -883,7 +886,7 @@ ssize_t qcow_image_pread(struct qcow_image *img, void *buf, size_t len, uint64_t
 
 static int maybe_flush_frees(struct qcow_image *img)
 {
-	return img->nfrees > 4096 ? meta_flush(img) : 0;
+	return img->nfrees > 4096 ? qc_meta_flush(img) : 0;
 }
 
 ssize_t qcow_image_pwritev(struct qcow_image *img, const struct iovec *iov, int n,
@@ -895,7 +898,7 @@ ssize_t qcow_image_pwritev(struct qcow_image *img, const struct iovec *iov, int 
 	pthread_mutex_lock(&img->lock);
 	r = io_check(img, off, len, true);
 	if (r == 0)
-		r = write_guest(img, iov, n, off, len);
+		r = qc_write_guest(img, iov, n, off, len);
 	if (r == 0)
 		r = maybe_flush_frees(img);
 	pthread_mutex_unlock(&img->lock);
@@ -916,13 +919,13 @@ int qcow_image_flush(struct qcow_image *img)
 
 	pthread_mutex_lock(&img->lock);
 	if (img->failed)
-		r = qerr(img, -EIO, "an earlier metadata write failed; reopen the image");
+		r = qc_qerr(img, -EIO, "an earlier metadata write failed; reopen the image");
 	else if (img->rw) {
-		r = meta_flush(img);
+		r = qc_meta_flush(img);
 		if (r == 0)
-			r = qfile_flush(&img->file);
+			r = qc_file_flush(&img->file);
 		if (r < 0)
-			r = qerr(img, r, "flush failed: %s", strerror(-r));
+			r = qc_qerr(img, r, "flush failed: %s", strerror(-r));
 	}
 	pthread_mutex_unlock(&img->lock);
 	return r;
@@ -935,7 +938,7 @@ int qcow_image_discard(struct qcow_image *img, uint64_t off, uint64_t len)
 	pthread_mutex_lock(&img->lock);
 	r = io_check(img, off, len, true);
 	if (r == 0)
-		r = zero_or_discard(img, off, len, true, true);
+		r = qc_zero_or_discard(img, off, len, true, true);
 	if (r == 0)
 		r = maybe_flush_frees(img);
 	pthread_mutex_unlock(&img->lock);
@@ -950,7 +953,7 @@ int qcow_image_write_zeroes(struct qcow_image *img, uint64_t off, uint64_t len,
 	pthread_mutex_lock(&img->lock);
 	r = io_check(img, off, len, true);
 	if (r == 0)
-		r = zero_or_discard(img, off, len, false, flags & QCOW_ZERO_MAY_UNMAP);
+		r = qc_zero_or_discard(img, off, len, false, flags & QCOW_ZERO_MAY_UNMAP);
 	if (r == 0)
 		r = maybe_flush_frees(img);
 	pthread_mutex_unlock(&img->lock);
@@ -968,18 +971,18 @@ int qcow_image_write_compressed(struct qcow_image *img, const void *buf, size_t 
 	r = io_check(img, off, len, true);
 	if (r == 0 && (off & img->cluster_mask || (len != cs && off + len != img->h.size) ||
 		       len > cs))
-		r = qerr(img, -EINVAL, "compressed writes take one whole cluster");
+		r = qc_qerr(img, -EINVAL, "compressed writes take one whole cluster");
 	if (r < 0)
 		goto out;
 	struct iovec iov = { (void *)buf, len };
 
-	if (buf_is_zero(buf, len)) {
-		r = write_guest(img, &iov, 1, off, len);
+	if (qc_buf_is_zero(buf, len)) {
+		r = qc_write_guest(img, &iov, 1, off, len);
 		goto out;
 	}
 	cbuf = malloc(cs);
 	if (!cbuf) {
-		r = qerr(img, -ENOMEM, "out of memory");
+		r = qc_qerr(img, -ENOMEM, "out of memory");
 		goto out;
 	}
 	uint8_t *in = (uint8_t *)buf;
@@ -992,7 +995,7 @@ int qcow_image_write_compressed(struct qcow_image *img, const void *buf, size_t 
 	ssize_t clen = qcow_compress(img->h.compression_type, in, cs, cbuf, cs - 512);
 
 	if (clen <= 0) {
-		r = write_guest(img, &iov, 1, off, len);
+		r = qc_write_guest(img, &iov, 1, off, len);
 		goto out;
 	}
 	uint64_t place;
@@ -1000,7 +1003,7 @@ int qcow_image_write_compressed(struct qcow_image *img, const void *buf, size_t 
 	uint64_t cur = 0;
 
 	if (img->comp_next) {
-		r = rc_get(img, img->comp_next / cs, &cur);
+		r = qc_rc_get(img, img->comp_next / cs, &cur);
 		if (r < 0)
 			goto out;
 	}
@@ -1008,32 +1011,31 @@ int qcow_image_write_compressed(struct qcow_image *img, const void *buf, size_t 
 	if (img->comp_next && (img->comp_next & img->cluster_mask) + (uint64_t)clen <= cs &&
 	    cur < img->refcount_max) {
 		place = img->comp_next;
-		r = rc_set(img, place / cs, cur + 1);
+		r = qc_rc_set(img, place / cs, cur + 1);
 	} else {
-		r = alloc_clusters(img, div_round_up((uint64_t)clen, cs), &place);
+		r = qc_alloc_clusters(img, div_round_up((uint64_t)clen, cs), &place);
 	}
 	if (r < 0)
 		goto out;
-	r = check_overlap(img, place, (uint64_t)clen);
+	r = qc_check_overlap(img, place, (uint64_t)clen);
 	if (r < 0)
 		goto out;
 	struct iovec civ = { cbuf, (size_t)clen };
 
-	r = qfile_pwritev_data(&img->file, &civ, 1, place);
+	r = qc_file_pwritev_data(&img->file, &civ, 1, place);
 	if (r < 0) {
-		r = qerr(img, r, "writing compressed data failed");
+		r = qc_qerr(img, r, "writing compressed data failed");
 		goto out;
 	}
 	uint64_t end = place + (uint64_t)clen;
 
-	img->comp_next = (end & img->cluster_mask) ? align_up(end, 512) : 0;
-	if (img->comp_next && !(img->comp_next & img->cluster_mask))
-		img->comp_next = 0;
+	/* The next compressed cluster starts right here, byte-packed. */
+	img->comp_next = (end & img->cluster_mask) ? end : 0;
 	unsigned x = 62 - (img->h.cluster_bits - 8);
 	uint64_t nsec = ((end - 1) >> 9) - (place >> 9);
 	uint64_t entry = OFLAG_COMPRESSED | (nsec << x) | place;
 
-	r = guest_set_entry(img, off >> img->h.cluster_bits, entry);
+	r = qc_guest_set_entry(img, off >> img->h.cluster_bits, entry);
 out:
 	free(cbuf);
 	pthread_mutex_unlock(&img->lock);
@@ -1053,11 +1055,11 @@ static int grow_l1(struct qcow_image *img, uint32_t need)
 	int r;
 
 	if ((uint64_t)need * 8 > QCOW_MAX_L1_BYTES)
-		return qerr(img, -EFBIG, "L1 table would exceed 32 MiB");
-	r = meta_flush(img);
+		return qc_qerr(img, -EFBIG, "L1 table would exceed 32 MiB");
+	r = qc_meta_flush(img);
 	if (r < 0)
 		return r;
-	r = alloc_clusters(img, ncl, &noff);
+	r = qc_alloc_clusters(img, ncl, &noff);
 	if (r < 0)
 		return r;
 	nl1 = calloc(ncl * cs / 8, sizeof(uint64_t));
@@ -1065,29 +1067,29 @@ static int grow_l1(struct qcow_image *img, uint32_t need)
 	if (!nl1 || !b) {
 		free(nl1);
 		free(b);
-		return qerr(img, -ENOMEM, "out of memory");
+		return qc_qerr(img, -ENOMEM, "out of memory");
 	}
 	memcpy(nl1, img->l1, (size_t)img->h.l1_size * 8);
 	for (uint32_t i = 0; i < need; i++)
 		store_be64(b + 8 * (size_t)i, nl1[i]);
-	r = rb_write_dirty(img);
+	r = qc_rb_write_dirty(img);
 	if (r == 0)
-		r = qfile_pwrite(&img->file, b, ncl * cs, noff);
+		r = qc_file_pwrite(&img->file, b, ncl * cs, noff);
 	if (r == 0)
-		r = qfile_flush(&img->file);
+		r = qc_file_flush(&img->file);
 	if (r == 0) {
 		uint8_t hb[12];
 
 		store_be32(hb, need);
 		store_be64(hb + 4, noff);
-		r = qfile_pwrite(&img->file, hb, 12, HDR_L1_SIZE_OFF);
+		r = qc_file_pwrite(&img->file, hb, 12, HDR_L1_SIZE_OFF);
 	}
 	if (r == 0)
-		r = qfile_flush(&img->file);
+		r = qc_file_flush(&img->file);
 	free(b);
 	if (r < 0) {
 		free(nl1);
-		return qerr(img, r, "growing the L1 table failed");
+		return qc_qerr(img, r, "growing the L1 table failed");
 	}
 	free(img->l1);
 	img->l1 = nl1;
@@ -1096,7 +1098,7 @@ static int grow_l1(struct qcow_image *img, uint32_t need)
 	img->l1_dirty_lo = UINT32_MAX;
 	img->l1_dirty_hi = 0;
 	if (old_cl && old_off)
-		return free_later(img, old_off, old_cl, true);
+		return qc_free_later(img, old_off, old_cl, true);
 	return 0;
 }
 
@@ -1111,7 +1113,7 @@ int qcow_image_resize(struct qcow_image *img, uint64_t new_size)
 	if (r < 0)
 		goto out;
 	if (new_size > QCOW_MAX_SIZE || new_size % 512) {
-		r = qerr(img, -EINVAL, "new size must be a multiple of 512 and at most 2^62");
+		r = qc_qerr(img, -EINVAL, "new size must be a multiple of 512 and at most 2^62");
 		goto out;
 	}
 	if (new_size < old) {
@@ -1124,11 +1126,11 @@ int qcow_image_resize(struct qcow_image *img, uint64_t new_size)
 			}
 			uint64_t e, bm;
 
-			r = guest_entry(img, gc, &e, &bm);
+			r = qc_guest_entry(img, gc, &e, &bm);
 			if (r < 0)
 				goto out;
 			if (e & ~OFLAG_ZERO) {
-				r = qerr(img, -EBUSY, "cannot shrink: data is allocated beyond the new size (guest offset %llu)",
+				r = qc_qerr(img, -EBUSY, "cannot shrink: data is allocated beyond the new size (guest offset %llu)",
 					 (unsigned long long)(gc * cs));
 				goto out;
 			}
@@ -1155,19 +1157,19 @@ int qcow_image_resize(struct qcow_image *img, uint64_t new_size)
 			zend = img->backing->size < new_size ? img->backing->size : new_size;
 		if (zend > old) {
 			img->h.size = zend;	/* let the zeroing reach it */
-			r = zero_or_discard(img, old, zend - old, false, false);
+			r = qc_zero_or_discard(img, old, zend - old, false, false);
 			img->h.size = old;
 			if (r < 0)
 				goto out;
 		}
 	}
-	r = meta_flush(img);
+	r = qc_meta_flush(img);
 	if (r == 0)
-		r = hdr_write_u64(img, HDR_SIZE_OFF, new_size);
+		r = qc_hdr_write_u64(img, HDR_SIZE_OFF, new_size);
 	if (r == 0)
-		r = qfile_flush(&img->file);
+		r = qc_file_flush(&img->file);
 	if (r < 0) {
-		r = qerr(img, r, "updating the size failed");
+		r = qc_qerr(img, r, "updating the size failed");
 		goto out;
 	}
 	img->h.size = new_size;
@@ -1206,10 +1208,10 @@ int qcow_image_info(struct qcow_image *img, struct qcow_info *i)
 	i->backing_fmt = img->backing_fmt;
 	i->data_file = img->data_file_name;
 	i->data_file_raw = !!(img->h.autoclear_features & QCOW_AUTOCLEAR_DATA_RAW);
-	int64_t sz = qfile_size(&img->file);
+	int64_t sz = qc_file_size(&img->file);
 
 	i->file_length = sz > 0 ? (uint64_t)sz : 0;
-	i->actual_size = qfile_allocated(&img->file);
+	i->actual_size = qc_file_allocated(&img->file);
 	if (i->actual_size < 0)
 		i->actual_size = -1;
 	i->nb_snapshots = img->h.nb_snapshots;

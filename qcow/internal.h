@@ -227,92 +227,93 @@ struct qcow_image {
 };
 
 /* --- file.c --- */
-int qfile_open_posix(struct qfile *f, const char *path, bool rw, bool direct);
-void qfile_close(struct qfile *f);
-bool qfile_is_posix(const struct qfile *f);
-int qfile_pread(struct qfile *f, void *buf, size_t len, uint64_t off);	/* exact, -EIO when short */
-int qfile_pread_zero(struct qfile *f, void *buf, size_t len, uint64_t off);	/* zeros past EOF */
-int qfile_preadv_zero(struct qfile *f, const struct iovec *iov, int n, uint64_t off);
-int qfile_pwrite(struct qfile *f, const void *buf, size_t len, uint64_t off);
-int qfile_pwritev(struct qfile *f, const struct iovec *iov, int n, uint64_t off);
+int qc_file_open_posix(struct qfile *f, const char *path, bool rw, bool direct);
+void qc_file_close(struct qfile *f);
+bool qc_file_is_posix(const struct qfile *f);
+int qc_file_pread(struct qfile *f, void *buf, size_t len, uint64_t off);	/* exact, -EIO when short */
+int qc_file_pread_zero(struct qfile *f, void *buf, size_t len, uint64_t off);	/* zeros past EOF */
+int qc_file_preadv_zero(struct qfile *f, const struct iovec *iov, int n, uint64_t off);
+int qc_file_pwrite(struct qfile *f, const void *buf, size_t len, uint64_t off);
+int qc_file_pwritev(struct qfile *f, const struct iovec *iov, int n, uint64_t off);
 /* Guest data: a failure here is the guest's, not the image's. */
-int qfile_pwritev_data(struct qfile *f, const struct iovec *iov, int n, uint64_t off);
-int qfile_flush(struct qfile *f);
-int qfile_punch(struct qfile *f, uint64_t off, uint64_t len);
-int qfile_truncate(struct qfile *f, uint64_t len);
-int64_t qfile_size(struct qfile *f);
-int64_t qfile_allocated(struct qfile *f);
-int qfile_lock(struct qfile *f, bool write, char *why, size_t whylen);
+int qc_file_pwritev_data(struct qfile *f, const struct iovec *iov, int n, uint64_t off);
+int qc_file_flush(struct qfile *f);
+int qc_file_punch(struct qfile *f, uint64_t off, uint64_t len);
+int qc_file_truncate(struct qfile *f, uint64_t len);
+int64_t qc_file_size(struct qfile *f);
+int64_t qc_file_allocated(struct qfile *f);
+int qc_file_lock(struct qfile *f, bool write, char *why, size_t whylen);
 
 /* --- image.c --- */
-int qerr(struct qcow_image *img, int code, const char *fmt, ...)
+int qc_qerr(struct qcow_image *img, int code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
-void qlog(struct qcow_image *img, enum qcow_log_level lvl, const char *fmt, ...)
+void qc_qlog(struct qcow_image *img, enum qcow_log_level lvl, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
-int meta_flush(struct qcow_image *img);
-int hdr_write_u64(struct qcow_image *img, unsigned off, uint64_t v);
-int mark_corrupt(struct qcow_image *img, const char *what, uint64_t off);
-void io_begin(struct qcow_image *img);
-void io_end(struct qcow_image *img);
-void wait_io_idle(struct qcow_image *img);
+int qc_meta_flush(struct qcow_image *img);
+int qc_hdr_write_u64(struct qcow_image *img, unsigned off, uint64_t v);
+int qc_mark_corrupt(struct qcow_image *img, const char *what, uint64_t off);
+void qc_io_begin(struct qcow_image *img);
+void qc_io_end(struct qcow_image *img);
+void qc_wait_io_idle(struct qcow_image *img);
 
 /* --- header.c --- */
-int header_parse(const uint8_t *buf, size_t len, uint64_t file_size,
+int qc_header_parse(const uint8_t *buf, size_t len, uint64_t file_size,
 		 struct qcow_header *h, char *why, size_t whylen);
-int header_build(uint8_t *buf, size_t bufsize, const struct qcow_header *h,
+int qc_header_build(uint8_t *buf, size_t bufsize, const struct qcow_header *h,
 		 const char *backing, const char *backing_fmt, size_t *used);
 
 /* --- cache.c --- */
-int mcache_init(struct mcache *c, size_t buf_size, unsigned cap);
-void mcache_release(struct mcache *c);
+int qc_mcache_init(struct mcache *c, size_t buf_size, unsigned cap);
+void qc_mcache_release(struct mcache *c);
 /* Find the buffer for off; NULL if absent. */
-struct mcache_ent *mcache_find(struct mcache *c, uint64_t off);
+struct mcache_ent *qc_mcache_find(struct mcache *c, uint64_t off);
 /* A slot for off (not yet loaded); may evict a clean entry. NULL if all
  * entries are dirty (caller must write back first) or out of memory. */
-struct mcache_ent *mcache_slot(struct mcache *c, uint64_t off);
-void mcache_drop(struct mcache *c, struct mcache_ent *e);
-void mcache_drop_range(struct mcache *c, uint64_t off, uint64_t len);
+struct mcache_ent *qc_mcache_slot(struct mcache *c, uint64_t off);
+void qc_mcache_drop(struct mcache *c, struct mcache_ent *e);
+void qc_mcache_drop_range(struct mcache *c, uint64_t off, uint64_t len);
 
 /* --- refcount.c --- */
-int rc_get(struct qcow_image *img, uint64_t cluster, uint64_t *out);
-int rc_set(struct qcow_image *img, uint64_t cluster, uint64_t v);
-int rc_add(struct qcow_image *img, uint64_t cluster, int64_t delta);
-int alloc_clusters(struct qcow_image *img, uint64_t n, uint64_t *host_off);
-int free_later(struct qcow_image *img, uint64_t host_off, uint64_t n, bool punch);
-int apply_frees(struct qcow_image *img);
-int rb_write_dirty(struct qcow_image *img);
-int rc_rebuild(struct qcow_image *img, const uint32_t *refs, uint64_t nclusters);
-uint64_t rb_get_entry(const struct qcow_image *img, const uint8_t *rb, uint32_t i);
-void rb_set_entry(const struct qcow_image *img, uint8_t *rb, uint32_t i, uint64_t v);
-int rb_load(struct qcow_image *img, uint64_t rb_off, struct mcache_ent **out);
-void meta_set_add(struct qcow_image *img, uint64_t cluster);
-void meta_set_del(struct qcow_image *img, uint64_t cluster);
-bool meta_set_has(const struct qcow_image *img, uint64_t cluster);
-int check_overlap(struct qcow_image *img, uint64_t host_off, uint64_t len);
+int qc_rc_get(struct qcow_image *img, uint64_t cluster, uint64_t *out);
+int qc_rc_set(struct qcow_image *img, uint64_t cluster, uint64_t v);
+int qc_rc_add(struct qcow_image *img, uint64_t cluster, int64_t delta);
+int qc_alloc_clusters(struct qcow_image *img, uint64_t n, uint64_t *host_off);
+int qc_free_later(struct qcow_image *img, uint64_t host_off, uint64_t n, bool punch);
+int qc_apply_frees(struct qcow_image *img);
+int qc_rb_write_dirty(struct qcow_image *img);
+int qc_rc_rebuild(struct qcow_image *img, const uint32_t *refs, uint64_t nclusters);
+uint64_t qc_rb_get_entry(const struct qcow_image *img, const uint8_t *rb, uint32_t i);
+void qc_rb_set_entry(const struct qcow_image *img, uint8_t *rb, uint32_t i, uint64_t v);
+int qc_rb_load(struct qcow_image *img, uint64_t rb_off, struct mcache_ent **out);
+void qc_meta_set_add(struct qcow_image *img, uint64_t cluster);
+void qc_meta_set_del(struct qcow_image *img, uint64_t cluster);
+bool qc_meta_set_has(const struct qcow_image *img, uint64_t cluster);
+int qc_check_overlap(struct qcow_image *img, uint64_t host_off, uint64_t len);
 
 /* --- cluster.c --- */
-int l2_load(struct qcow_image *img, uint64_t slice_off, struct mcache_ent **out);
-int l2_write_dirty(struct qcow_image *img);
-int l1_write_dirty(struct qcow_image *img);
-uint64_t l2_get(const struct qcow_image *img, const uint8_t *slice, uint32_t i, uint64_t *bitmap);
-void l2_set(const struct qcow_image *img, uint8_t *slice, uint32_t i, uint64_t e, uint64_t bitmap);
-int read_guest(struct qcow_image *img, const struct iovec *iov, int n, uint64_t off, size_t len,
+int qc_l2_load(struct qcow_image *img, uint64_t slice_off, struct mcache_ent **out);
+int qc_l2_write_dirty(struct qcow_image *img);
+int qc_l1_write_dirty(struct qcow_image *img);
+uint64_t qc_l2_get(const struct qcow_image *img, const uint8_t *slice, uint32_t i, uint64_t *bitmap);
+void qc_l2_set(const struct qcow_image *img, uint8_t *slice, uint32_t i, uint64_t e, uint64_t bitmap);
+int qc_read_guest(struct qcow_image *img, const struct iovec *iov, int n, uint64_t off, size_t len,
 	       bool unlock_io);
-int write_guest(struct qcow_image *img, const struct iovec *iov, int n, uint64_t off, size_t len);
-int zero_or_discard(struct qcow_image *img, uint64_t off, uint64_t len, bool discard, bool unmap);
-int compressed_clusters(const struct qcow_image *img, uint64_t entry, uint64_t *first, uint64_t *count,
+int qc_write_guest(struct qcow_image *img, const struct iovec *iov, int n, uint64_t off, size_t len);
+int qc_zero_or_discard(struct qcow_image *img, uint64_t off, uint64_t len, bool discard, bool unmap);
+int qc_compressed_clusters(const struct qcow_image *img, uint64_t entry, uint64_t *first, uint64_t *count,
 			uint64_t *coff, uint64_t *csize);
-int backing_read(struct qcow_image *img, void *buf, size_t len, uint64_t off);
-int guest_entry(struct qcow_image *img, uint64_t gc, uint64_t *e, uint64_t *bitmap);
-int guest_set_entry(struct qcow_image *img, uint64_t gc, uint64_t e);
-bool buf_is_zero(const void *buf, size_t len);
+int qc_backing_read(struct qcow_image *img, void *buf, size_t len, uint64_t off);
+int qc_guest_entry(struct qcow_image *img, uint64_t gc, uint64_t *e, uint64_t *bitmap);
+int qc_guest_set_entry(struct qcow_image *img, uint64_t gc, uint64_t e);
+bool qc_buf_is_zero(const void *buf, size_t len);
+int qc_read_without_io(struct qcow_image *img, void *buf, size_t len, uint64_t off);
 
 /* --- compress.c --- */
 int qcow_decompress(enum qcow_compression t, const uint8_t *in, size_t inlen, uint8_t *out, size_t outlen);
 ssize_t qcow_compress(enum qcow_compression t, const uint8_t *in, size_t inlen, uint8_t *out, size_t outlen);
 
 /* --- check.c --- */
-int compute_refs(struct qcow_image *img, uint32_t **refs_out, uint64_t *n_out,
+int qc_compute_refs(struct qcow_image *img, uint32_t **refs_out, uint64_t *n_out,
 		 bool count_refcount_structs, struct qcow_check_result *res, bool report);
 
 static inline uint64_t div_round_up(uint64_t a, uint64_t b)

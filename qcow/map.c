@@ -20,7 +20,7 @@
  */
 static bool detect_meta_prealloc(struct qcow_image *img)
 {
-	int64_t len = qfile_size(&img->file), alloc = qfile_allocated(&img->file);
+	int64_t len = qc_file_size(&img->file), alloc = qc_file_allocated(&img->file);
 	uint64_t count = 0, cs = img->cluster_size;
 
 	if (len < 0 || alloc < 0)
@@ -32,7 +32,7 @@ static bool detect_meta_prealloc(struct qcow_image *img)
 	for (uint64_t c = 0; c < end && count < threshold; c++) {
 		uint64_t v;
 
-		if (rc_get(img, c, &v) < 0)
+		if (qc_rc_get(img, c, &v) < 0)
 			return false;
 		count += v != 0;
 	}
@@ -43,7 +43,7 @@ static bool detect_meta_prealloc(struct qcow_image *img)
 static void recurse_file(struct qcow_image *img, struct qcow_map_run *run)
 {
 	struct qfile *f = img->has_data_file ? &img->data : &img->file;
-	int64_t len = qfile_size(f);
+	int64_t len = qc_file_size(f);
 
 	if (f->fd < 0 || len < 0)
 		return;
@@ -91,7 +91,7 @@ static int status(struct qcow_image *img, uint64_t off, uint64_t len, int depth,
 		run->length = end - off < len ? end - off : len;
 		e = bm = 0;
 	} else {
-		r = guest_entry(img, gc, &e, &bm);
+		r = qc_guest_entry(img, gc, &e, &bm);
 		if (r < 0)
 			return r;
 	}
@@ -207,7 +207,7 @@ int qcow_image_map(struct qcow_image *img, uint64_t off, uint64_t len,
 		if (r < 0)
 			return r;
 		if (!next.length)
-			return qerr(img, -EIO, "map made no progress at %llu",
+			return qc_qerr(img, -EIO, "map made no progress at %llu",
 				    (unsigned long long)off);
 		if (cur.length && mergeable(&cur, &next)) {
 			cur.length += next.length;

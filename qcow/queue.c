@@ -127,6 +127,24 @@ void qcow_queue_free(struct qcow_queue *q)
 	free(q);
 }
 
+/* A read of zeros (unallocated, no backing) needs no worker thread. */
+static bool complete_inline(struct qcow_queue *q, struct qcow_req *req)
+{
+	struct qcow_image *img = q->img;
+	int r;
+
+	if (req->op != QCOW_OP_READ || req->offset > img->h.size ||
+	    req->len > img->h.size - req->offset)
+		return false;
+	pthread_mutex_lock(&img->lock);
+	r = qc_read_without_io(img, req->buf, req->len, req->offset);
+	pthread_mutex_unlock(&img->lock);
+	if (r <= 0)
+		return false;
+	req->result = (ssize_t)req->len;
+	return true;
+}
+
 int qcow_queue_submit(struct qcow_queue *q, struct qcow_req *req)
 {
 	pthread_mutex_lock(&q->lock);
@@ -134,10 +152,20 @@ int qcow_queue_submit(struct qcow_queue *q, struct qcow_req *req)
 		pthread_mutex_unlock(&q->lock);
 		return -EAGAIN;
 	}
-	q->pending[(q->np_head + q->np) % q->depth] = req;
-	q->np++;
 	q->inflight++;
-	pthread_cond_signal(&q->work);
+	pthread_mutex_unlock(&q->lock);
+	bool done = complete_inline(q, req);
+
+	pthread_mutex_lock(&q->lock);
+	if (done) {
+		q->done[(q->nd_head + q->nd) % q->depth] = req;
+		q->nd++;
+		pthread_cond_broadcast(&q->done_cv);
+	} else {
+		q->pending[(q->np_head + q->np) % q->depth] = req;
+		q->np++;
+		pthread_cond_signal(&q->work);
+	}
 	pthread_mutex_unlock(&q->lock);
 	return 0;
 }

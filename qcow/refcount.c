@@ -81,7 +81,7 @@ static size_t meta_slot(const struct qcow_image *img, uint64_t key, bool *found)
 }
 
 /* Clusters are stored as index + 1 so that cluster 0 is not META_EMPTY. */
-void meta_set_add(struct qcow_image *img, uint64_t cluster)
+void qc_meta_set_add(struct qcow_image *img, uint64_t cluster)
 {
 	bool found;
 
@@ -95,7 +95,7 @@ void meta_set_add(struct qcow_image *img, uint64_t cluster)
 	}
 }
 
-void meta_set_del(struct qcow_image *img, uint64_t cluster)
+void qc_meta_set_del(struct qcow_image *img, uint64_t cluster)
 {
 	bool found;
 
@@ -109,7 +109,7 @@ void meta_set_del(struct qcow_image *img, uint64_t cluster)
 	}
 }
 
-bool meta_set_has(const struct qcow_image *img, uint64_t cluster)
+bool qc_meta_set_has(const struct qcow_image *img, uint64_t cluster)
 {
 	bool found;
 
@@ -128,7 +128,7 @@ static bool range_hits(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen)
  * Refuse a data write to [host_off, +len) that would land on metadata, and
  * mark the image corrupt, as qemu does.
  */
-int check_overlap(struct qcow_image *img, uint64_t host_off, uint64_t len)
+int qc_check_overlap(struct qcow_image *img, uint64_t host_off, uint64_t len)
 {
 	const char *what = NULL;
 	uint64_t cs = img->cluster_size;
@@ -145,19 +145,19 @@ int check_overlap(struct qcow_image *img, uint64_t host_off, uint64_t len)
 		what = "refcount table";
 	else {
 		for (uint64_t c = host_off / cs; c <= (host_off + len - 1) / cs; c++)
-			if (meta_set_has(img, c)) {
+			if (qc_meta_set_has(img, c)) {
 				what = "metadata (L2 table, refcount block or snapshot data)";
 				break;
 			}
 	}
 	if (!what)
 		return 0;
-	return mark_corrupt(img, what, host_off);
+	return qc_mark_corrupt(img, what, host_off);
 }
 
 /* --- refcount block entries --- */
 
-uint64_t rb_get_entry(const struct qcow_image *img, const uint8_t *rb, uint32_t i)
+uint64_t qc_rb_get_entry(const struct qcow_image *img, const uint8_t *rb, uint32_t i)
 {
 	unsigned bits = img->refcount_bits;
 
@@ -178,7 +178,7 @@ uint64_t rb_get_entry(const struct qcow_image *img, const uint8_t *rb, uint32_t 
 	}
 }
 
-void rb_set_entry(const struct qcow_image *img, uint8_t *rb, uint32_t i, uint64_t v)
+void qc_rb_set_entry(const struct qcow_image *img, uint8_t *rb, uint32_t i, uint64_t v)
 {
 	unsigned bits = img->refcount_bits;
 
@@ -204,7 +204,7 @@ void rb_set_entry(const struct qcow_image *img, uint8_t *rb, uint32_t i, uint64_
 	}
 }
 
-int rb_write_dirty(struct qcow_image *img)
+int qc_rb_write_dirty(struct qcow_image *img)
 {
 	struct mcache *c = &img->rbc;
 
@@ -213,10 +213,10 @@ int rb_write_dirty(struct qcow_image *img)
 
 		if (!e->used || !e->dirty)
 			continue;
-		int r = qfile_pwrite(&img->file, e->buf, c->buf_size, e->off);
+		int r = qc_file_pwrite(&img->file, e->buf, c->buf_size, e->off);
 
 		if (r < 0)
-			return qerr(img, r, "writing refcount block at 0x%llx failed",
+			return qc_qerr(img, r, "writing refcount block at 0x%llx failed",
 				    (unsigned long long)e->off);
 		e->dirty = false;
 	}
@@ -224,26 +224,26 @@ int rb_write_dirty(struct qcow_image *img)
 	return 0;
 }
 
-int rb_load(struct qcow_image *img, uint64_t rb_off, struct mcache_ent **out)
+int qc_rb_load(struct qcow_image *img, uint64_t rb_off, struct mcache_ent **out)
 {
-	struct mcache_ent *e = mcache_find(&img->rbc, rb_off);
+	struct mcache_ent *e = qc_mcache_find(&img->rbc, rb_off);
 
 	if (!e) {
-		e = mcache_slot(&img->rbc, rb_off);
+		e = qc_mcache_slot(&img->rbc, rb_off);
 		if (!e) {
-			int r = rb_write_dirty(img);
+			int r = qc_rb_write_dirty(img);
 
 			if (r < 0)
 				return r;
-			e = mcache_slot(&img->rbc, rb_off);
+			e = qc_mcache_slot(&img->rbc, rb_off);
 			if (!e)
-				return qerr(img, -ENOMEM, "no memory for the refcount cache");
+				return qc_qerr(img, -ENOMEM, "no memory for the refcount cache");
 		}
-		int r = qfile_pread_zero(&img->file, e->buf, img->rbc.buf_size, rb_off);
+		int r = qc_file_pread_zero(&img->file, e->buf, img->rbc.buf_size, rb_off);
 
 		if (r < 0) {
-			mcache_drop(&img->rbc, e);
-			return qerr(img, r, "reading refcount block at 0x%llx failed",
+			qc_mcache_drop(&img->rbc, e);
+			return qc_qerr(img, r, "reading refcount block at 0x%llx failed",
 				    (unsigned long long)rb_off);
 		}
 	}
@@ -251,7 +251,7 @@ int rb_load(struct qcow_image *img, uint64_t rb_off, struct mcache_ent **out)
 	return 0;
 }
 
-int rc_get(struct qcow_image *img, uint64_t cluster, uint64_t *out)
+int qc_rc_get(struct qcow_image *img, uint64_t cluster, uint64_t *out)
 {
 	uint64_t bi = cluster / img->rb_entries;
 	struct mcache_ent *e;
@@ -263,11 +263,11 @@ int rc_get(struct qcow_image *img, uint64_t cluster, uint64_t *out)
 
 	if (!rb_off)
 		return 0;
-	int r = rb_load(img, rb_off, &e);
+	int r = qc_rb_load(img, rb_off, &e);
 
 	if (r < 0)
 		return r;
-	*out = rb_get_entry(img, e->buf, (uint32_t)(cluster % img->rb_entries));
+	*out = qc_rb_get_entry(img, e->buf, (uint32_t)(cluster % img->rb_entries));
 	return 0;
 }
 
@@ -283,7 +283,7 @@ static int write_reftable_header(struct qcow_image *img, uint64_t off, uint32_t 
 
 	store_be64(b, off);
 	store_be32(b + 8, clusters);
-	return qfile_pwrite(&img->file, b, sizeof(b), HDR_REFTABLE_OFF);
+	return qc_file_pwrite(&img->file, b, sizeof(b), HDR_REFTABLE_OFF);
 }
 
 /*
@@ -316,7 +316,7 @@ static int grow_reftable(struct qcow_image *img, uint64_t need)
 		rtc = nrtc;
 	}
 	if (rtc * cs > QCOW_MAX_REFTABLE_BYTES)
-		return qerr(img, -EFBIG, "refcount table would exceed %u bytes",
+		return qc_qerr(img, -EFBIG, "refcount table would exceed %u bytes",
 			    QCOW_MAX_REFTABLE_BYTES);
 
 	uint64_t nents = rtc * cs / 8;
@@ -324,11 +324,11 @@ static int grow_reftable(struct qcow_image *img, uint64_t need)
 	uint8_t *blk = NULL;
 
 	if (!nt)
-		return qerr(img, -ENOMEM, "no memory for the refcount table");
+		return qc_qerr(img, -ENOMEM, "no memory for the refcount table");
 	memcpy(nt, img->reftable, img->reftable_entries * sizeof(uint64_t));
 	if (posix_memalign((void **)&blk, 4096, cs)) {
 		free(nt);
-		return qerr(img, -ENOMEM, "no memory for a refcount block");
+		return qc_qerr(img, -ENOMEM, "no memory for a refcount block");
 	}
 
 	/* Refcount blocks for regions that lack one, at P, P+1, ... */
@@ -350,13 +350,13 @@ static int grow_reftable(struct qcow_image *img, uint64_t need)
 		if (fresh) {
 			memset(blk, 0, cs);
 			for (uint64_t c = lo; c < hi; c++)
-				rb_set_entry(img, blk, (uint32_t)(c - reg * epb), 1);
-			r = qfile_pwrite(&img->file, blk, cs, nt[reg]);
+				qc_rb_set_entry(img, blk, (uint32_t)(c - reg * epb), 1);
+			r = qc_file_pwrite(&img->file, blk, cs, nt[reg]);
 			if (r < 0)
 				goto out_free;
 		} else {
 			for (uint64_t c = lo; c < hi; c++) {
-				r = rc_set(img, c, 1);
+				r = qc_rc_set(img, c, 1);
 				if (r < 0)
 					goto out_free;
 			}
@@ -369,22 +369,22 @@ static int grow_reftable(struct qcow_image *img, uint64_t need)
 
 		for (uint64_t i = 0; i < nents; i++)
 			store_be64(tb + 8 * i, nt[i]);
-		r = qfile_pwrite(&img->file, tb, nents * 8, toff);
+		r = qc_file_pwrite(&img->file, tb, nents * 8, toff);
 		for (uint64_t i = 0; i < nents; i++)
 			nt[i] = load_be64(tb + 8 * i);
 		if (r < 0)
 			goto out_free;
 	}
-	r = rb_write_dirty(img);
+	r = qc_rb_write_dirty(img);
 	if (r < 0)
 		goto out_free;
-	r = qfile_flush(&img->file);
+	r = qc_file_flush(&img->file);
 	if (r < 0)
 		goto out_free;
 	r = write_reftable_header(img, toff, (uint32_t)rtc);
 	if (r < 0)
 		goto out_free;
-	r = qfile_flush(&img->file);
+	r = qc_file_flush(&img->file);
 	if (r < 0)
 		goto out_free;
 
@@ -396,16 +396,16 @@ static int grow_reftable(struct qcow_image *img, uint64_t need)
 	img->h.refcount_table_offset = toff;
 	img->h.refcount_table_clusters = (uint32_t)rtc;
 	for (uint64_t i = 0; i < nb; i++)
-		meta_set_add(img, P + i);
+		qc_meta_set_add(img, P + i);
 	note_end(img, (P + T) * cs);
 	free(blk);
 	/* The old table is no longer pointed to. */
-	return free_later(img, old_off, old_rtc, true);
+	return qc_free_later(img, old_off, old_rtc, true);
 
 out_free:
 	free(nt);
 	free(blk);
-	return qerr(img, r, "growing the refcount table failed");
+	return qc_qerr(img, r, "growing the refcount table failed");
 }
 
 /* Make sure the refcount block for region bi exists. */
@@ -425,57 +425,57 @@ static int ensure_refblock(struct qcow_image *img, uint64_t bi)
 	uint64_t bc = bi * img->rb_entries;
 	struct mcache_ent *e;
 
-	r = check_overlap(img, bc * cs, cs);
+	r = qc_check_overlap(img, bc * cs, cs);
 	if (r < 0)
 		return r;
-	e = mcache_slot(&img->rbc, bc * cs);
+	e = qc_mcache_slot(&img->rbc, bc * cs);
 	if (!e) {
-		r = rb_write_dirty(img);
+		r = qc_rb_write_dirty(img);
 		if (r < 0)
 			return r;
-		e = mcache_slot(&img->rbc, bc * cs);
+		e = qc_mcache_slot(&img->rbc, bc * cs);
 		if (!e)
-			return qerr(img, -ENOMEM, "no memory for the refcount cache");
+			return qc_qerr(img, -ENOMEM, "no memory for the refcount cache");
 	}
 	memset(e->buf, 0, cs);
-	rb_set_entry(img, e->buf, 0, 1);
-	r = qfile_pwrite(&img->file, e->buf, cs, bc * cs);
+	qc_rb_set_entry(img, e->buf, 0, 1);
+	r = qc_file_pwrite(&img->file, e->buf, cs, bc * cs);
 	if (r == 0)
-		r = qfile_flush(&img->file);
+		r = qc_file_flush(&img->file);
 	if (r == 0) {
 		uint8_t be[8];
 
 		store_be64(be, bc * cs);
-		r = qfile_pwrite(&img->file, be, 8, img->h.refcount_table_offset + bi * 8);
+		r = qc_file_pwrite(&img->file, be, 8, img->h.refcount_table_offset + bi * 8);
 	}
 	if (r == 0)
-		r = qfile_flush(&img->file);
+		r = qc_file_flush(&img->file);
 	if (r < 0) {
-		mcache_drop(&img->rbc, e);
-		return qerr(img, r, "writing a new refcount block failed");
+		qc_mcache_drop(&img->rbc, e);
+		return qc_qerr(img, r, "writing a new refcount block failed");
 	}
 	img->reftable[bi] = bc * cs;
-	meta_set_add(img, bc);
+	qc_meta_set_add(img, bc);
 	note_end(img, (bc + 1) * cs);
 	return 0;
 }
 
-int rc_set(struct qcow_image *img, uint64_t cluster, uint64_t v)
+int qc_rc_set(struct qcow_image *img, uint64_t cluster, uint64_t v)
 {
 	uint64_t bi = cluster / img->rb_entries;
 	struct mcache_ent *e;
 	int r;
 
 	if (v > img->refcount_max)
-		return qerr(img, -ERANGE, "refcount of cluster %llu would overflow",
+		return qc_qerr(img, -ERANGE, "refcount of cluster %llu would overflow",
 			    (unsigned long long)cluster);
 	r = ensure_refblock(img, bi);
 	if (r < 0)
 		return r;
-	r = rb_load(img, img->reftable[bi] & REFT_OFFSET_MASK, &e);
+	r = qc_rb_load(img, img->reftable[bi] & REFT_OFFSET_MASK, &e);
 	if (r < 0)
 		return r;
-	rb_set_entry(img, e->buf, (uint32_t)(cluster % img->rb_entries), v);
+	qc_rb_set_entry(img, e->buf, (uint32_t)(cluster % img->rb_entries), v);
 	e->dirty = true;
 	img->rb_dirty = true;
 	if (v == 0 && cluster < img->free_hint)
@@ -483,17 +483,17 @@ int rc_set(struct qcow_image *img, uint64_t cluster, uint64_t v)
 	return 0;
 }
 
-int rc_add(struct qcow_image *img, uint64_t cluster, int64_t delta)
+int qc_rc_add(struct qcow_image *img, uint64_t cluster, int64_t delta)
 {
 	uint64_t v;
-	int r = rc_get(img, cluster, &v);
+	int r = qc_rc_get(img, cluster, &v);
 
 	if (r < 0)
 		return r;
 	if (delta < 0 && v < (uint64_t)-delta)
-		return qerr(img, -EIO, "refcount of cluster %llu would drop below zero",
+		return qc_qerr(img, -EIO, "refcount of cluster %llu would drop below zero",
 			    (unsigned long long)cluster);
-	return rc_set(img, cluster, v + (uint64_t)delta);
+	return qc_rc_set(img, cluster, v + (uint64_t)delta);
 }
 
 /*
@@ -509,7 +509,7 @@ static int alloc_at_end(struct qcow_image *img, uint64_t n, uint64_t *host_off)
 
 	for (int tries = 0;; tries++) {
 		if (tries > 8)
-			return qerr(img, -EIO, "cannot lay out new clusters at the end of the file");
+			return qc_qerr(img, -EIO, "cannot lay out new clusters at the end of the file");
 		P = div_round_up(img->file_end, cs);
 		if (P == 0)
 			P = 1;
@@ -533,7 +533,7 @@ static int alloc_at_end(struct qcow_image *img, uint64_t n, uint64_t *host_off)
 			return r;
 	}
 	if (nb && posix_memalign((void **)&blk, 4096, cs))
-		return qerr(img, -ENOMEM, "no memory for a refcount block");
+		return qc_qerr(img, -ENOMEM, "no memory for a refcount block");
 
 	uint64_t end = P + n + nb, k = 0;
 
@@ -546,21 +546,21 @@ static int alloc_at_end(struct qcow_image *img, uint64_t n, uint64_t *host_off)
 
 		if (img->reftable[reg]) {
 			for (uint64_t c = lo; c < hi && r == 0; c++)
-				r = rc_set(img, c, 1);
+				r = qc_rc_set(img, c, 1);
 			continue;
 		}
 		uint64_t bc = P + n + k++;
 
 		memset(blk, 0, cs);
 		for (uint64_t c = lo; c < hi; c++)
-			rb_set_entry(img, blk, (uint32_t)(c - reg * epb), 1);
-		r = qfile_pwrite(&img->file, blk, cs, bc * cs);
+			qc_rb_set_entry(img, blk, (uint32_t)(c - reg * epb), 1);
+		r = qc_file_pwrite(&img->file, blk, cs, bc * cs);
 		if (r == 0)
 			img->reftable[reg] = bc * cs | (1ull << 63);	/* mark: new */
 	}
 	free(blk);
 	if (r == 0 && nb)
-		r = qfile_flush(&img->file);
+		r = qc_file_flush(&img->file);
 	for (uint64_t reg = P / epb; reg <= last_region && r == 0; reg++) {
 		if (!(img->reftable[reg] & (1ull << 63)))
 			continue;
@@ -568,17 +568,17 @@ static int alloc_at_end(struct qcow_image *img, uint64_t n, uint64_t *host_off)
 
 		img->reftable[reg] &= ~(1ull << 63);
 		store_be64(be, img->reftable[reg]);
-		r = qfile_pwrite(&img->file, be, 8, img->h.refcount_table_offset + reg * 8);
-		meta_set_add(img, img->reftable[reg] / cs);
+		r = qc_file_pwrite(&img->file, be, 8, img->h.refcount_table_offset + reg * 8);
+		qc_meta_set_add(img, img->reftable[reg] / cs);
 	}
 	if (r == 0 && nb)
-		r = qfile_flush(&img->file);
+		r = qc_file_flush(&img->file);
 	if (r < 0) {
 		/* Forget blocks whose table entry may not be on disk. */
 		for (uint64_t reg = P / epb; reg <= last_region; reg++)
 			if (img->reftable[reg] & (1ull << 63))
 				img->reftable[reg] = 0;
-		return qerr(img, r, "writing new refcount blocks failed");
+		return qc_qerr(img, r, "writing new refcount blocks failed");
 	}
 	note_end(img, end * cs);
 	*host_off = P * cs;
@@ -590,7 +590,7 @@ static int alloc_at_end(struct qcow_image *img, uint64_t n, uint64_t *host_off)
  * host offset of the first in *host_off. Holes inside the file are used
  * first; otherwise the clusters come from the end of the file.
  */
-int alloc_clusters(struct qcow_image *img, uint64_t n, uint64_t *host_off)
+int qc_alloc_clusters(struct qcow_image *img, uint64_t n, uint64_t *host_off)
 {
 	uint64_t cs = img->cluster_size, epb = img->rb_entries;
 	uint64_t start = img->free_hint ? img->free_hint : 1;
@@ -612,10 +612,10 @@ int alloc_clusters(struct qcow_image *img, uint64_t n, uint64_t *host_off)
 				return r;
 			fend = div_round_up(img->file_end, cs);
 		}
-		r = rc_get(img, c, &v);
+		r = qc_rc_get(img, c, &v);
 		if (r < 0)
 			return r;
-		if (v == 0 && !meta_set_has(img, c)) {
+		if (v == 0 && !qc_meta_set_has(img, c)) {
 			run++;
 			if (first_free == UINT64_MAX)
 				first_free = c;
@@ -626,7 +626,7 @@ int alloc_clusters(struct qcow_image *img, uint64_t n, uint64_t *host_off)
 	uint64_t first = c - n;
 
 	for (uint64_t i = 0; i < n; i++) {
-		r = rc_set(img, first + i, 1);
+		r = qc_rc_set(img, first + i, 1);
 		if (r < 0)
 			return r;
 	}
@@ -637,7 +637,7 @@ int alloc_clusters(struct qcow_image *img, uint64_t n, uint64_t *host_off)
 	return 0;
 }
 
-int free_later(struct qcow_image *img, uint64_t host_off, uint64_t n, bool punch)
+int qc_free_later(struct qcow_image *img, uint64_t host_off, uint64_t n, bool punch)
 {
 	uint64_t cl = host_off / img->cluster_size;
 
@@ -655,7 +655,7 @@ int free_later(struct qcow_image *img, uint64_t host_off, uint64_t n, bool punch
 		struct pending_free *nf = realloc(img->frees, ncap * sizeof(*nf));
 
 		if (!nf)
-			return qerr(img, -ENOMEM, "no memory to queue freed clusters");
+			return qc_qerr(img, -ENOMEM, "no memory to queue freed clusters");
 		img->frees = nf;
 		img->frees_cap = ncap;
 	}
@@ -664,14 +664,14 @@ int free_later(struct qcow_image *img, uint64_t host_off, uint64_t n, bool punch
 }
 
 /* Lower the counts of queued clusters; punch those that became free. */
-int apply_frees(struct qcow_image *img)
+int qc_apply_frees(struct qcow_image *img)
 {
 	uint64_t cs = img->cluster_size;
 	int r = 0;
 
 	if (!img->nfrees)
 		return 0;
-	wait_io_idle(img);
+	qc_wait_io_idle(img);
 	for (size_t i = 0; i < img->nfrees && r == 0; i++) {
 		struct pending_free *pf = &img->frees[i];
 		uint64_t run_start = 0, run_len = 0;
@@ -679,18 +679,18 @@ int apply_frees(struct qcow_image *img)
 		for (uint64_t c = pf->cluster; c < pf->cluster + pf->count; c++) {
 			uint64_t v;
 
-			r = rc_get(img, c, &v);
+			r = qc_rc_get(img, c, &v);
 			if (r < 0)
 				break;
 			if (v == 0)
 				continue;	/* already free: nothing to undo */
-			r = rc_set(img, c, v - 1);
+			r = qc_rc_set(img, c, v - 1);
 			if (r < 0)
 				break;
 			if (v - 1 != 0)
 				continue;
-			meta_set_del(img, c);
-			mcache_drop_range(&img->l2c, c * cs, cs);
+			qc_meta_set_del(img, c);
+			qc_mcache_drop_range(&img->l2c, c * cs, cs);
 			if (img->comp_next && img->comp_next / cs == c)
 				img->comp_next = 0;
 			if (!pf->punch)
@@ -699,13 +699,13 @@ int apply_frees(struct qcow_image *img)
 				run_len++;
 			} else {
 				if (run_len)
-					qfile_punch(&img->file, run_start * cs, run_len * cs);
+					qc_file_punch(&img->file, run_start * cs, run_len * cs);
 				run_start = c;
 				run_len = 1;
 			}
 		}
 		if (run_len)
-			qfile_punch(&img->file, run_start * cs, run_len * cs);
+			qc_file_punch(&img->file, run_start * cs, run_len * cs);
 	}
 	img->nfrees = 0;
 	return r;
@@ -716,7 +716,7 @@ int apply_frees(struct qcow_image *img)
  * every cluster except the refcount structures themselves), placed after
  * the end of the file. Used to repair, and to rebuild a dirty image.
  */
-int rc_rebuild(struct qcow_image *img, const uint32_t *refs, uint64_t nclusters)
+int qc_rc_rebuild(struct qcow_image *img, const uint32_t *refs, uint64_t nclusters)
 {
 	uint64_t cs = img->cluster_size, epb = img->rb_entries;
 	uint64_t P = div_round_up(img->file_end, cs);
@@ -736,10 +736,10 @@ int rc_rebuild(struct qcow_image *img, const uint32_t *refs, uint64_t nclusters)
 		rtc = nrtc;
 	}
 	if (rtc * cs > QCOW_MAX_REFTABLE_BYTES)
-		return qerr(img, -EFBIG, "rebuilt refcount table would be too large");
+		return qc_qerr(img, -EFBIG, "rebuilt refcount table would be too large");
 	for (uint64_t c = 0; c < nclusters; c++)
 		if (refs[c] > img->refcount_max)
-			return qerr(img, -ERANGE, "cluster %llu has %u references, more than the refcount width allows",
+			return qc_qerr(img, -ERANGE, "cluster %llu has %u references, more than the refcount width allows",
 				    (unsigned long long)c, refs[c]);
 
 	uint64_t nents = rtc * cs / 8;
@@ -749,7 +749,7 @@ int rc_rebuild(struct qcow_image *img, const uint32_t *refs, uint64_t nclusters)
 
 	if (!nt || posix_memalign((void **)&blk, 4096, cs)) {
 		free(nt);
-		return qerr(img, -ENOMEM, "no memory to rebuild refcounts");
+		return qc_qerr(img, -ENOMEM, "no memory to rebuild refcounts");
 	}
 	for (uint64_t b = 0; b < nb; b++) {
 		memset(blk, 0, cs);
@@ -760,10 +760,10 @@ int rc_rebuild(struct qcow_image *img, const uint32_t *refs, uint64_t nclusters)
 			if (c >= P && c < C)
 				v = 1;
 			if (v)
-				rb_set_entry(img, blk, (uint32_t)i, v);
+				qc_rb_set_entry(img, blk, (uint32_t)i, v);
 		}
 		nt[b] = (P + b) * cs;
-		r = qfile_pwrite(&img->file, blk, cs, nt[b]);
+		r = qc_file_pwrite(&img->file, blk, cs, nt[b]);
 		if (r < 0)
 			goto out;
 	}
@@ -780,17 +780,17 @@ int rc_rebuild(struct qcow_image *img, const uint32_t *refs, uint64_t nclusters)
 				if (idx < nents)
 					store_be64(tb + 8 * i, nt[idx]);
 			}
-			r = qfile_pwrite(&img->file, tb, cs, toff + k * cs);
+			r = qc_file_pwrite(&img->file, tb, cs, toff + k * cs);
 			if (r < 0)
 				goto out;
 		}
-		r = qfile_flush(&img->file);
+		r = qc_file_flush(&img->file);
 		if (r < 0)
 			goto out;
 		r = write_reftable_header(img, toff, (uint32_t)rtc);
 		if (r < 0)
 			goto out;
-		r = qfile_flush(&img->file);
+		r = qc_file_flush(&img->file);
 		if (r < 0)
 			goto out;
 
@@ -800,9 +800,9 @@ int rc_rebuild(struct qcow_image *img, const uint32_t *refs, uint64_t nclusters)
 
 			if (!o || o % cs)
 				continue;
-			meta_set_del(img, o / cs);
+			qc_meta_set_del(img, o / cs);
 			if (o / cs < nclusters && refs[o / cs] == 0)
-				qfile_punch(&img->file, o, cs);
+				qc_file_punch(&img->file, o, cs);
 		}
 		uint64_t oo = img->h.refcount_table_offset;
 
@@ -810,10 +810,10 @@ int rc_rebuild(struct qcow_image *img, const uint32_t *refs, uint64_t nclusters)
 			uint64_t c = oo / cs + k;
 
 			if (c < nclusters && refs[c] == 0)
-				qfile_punch(&img->file, c * cs, cs);
+				qc_file_punch(&img->file, c * cs, cs);
 		}
-		mcache_release(&img->rbc);
-		r = mcache_init(&img->rbc, cs, 64);
+		qc_mcache_release(&img->rbc);
+		r = qc_mcache_init(&img->rbc, cs, 64);
 		if (r < 0)
 			goto out;
 		free(img->reftable);
@@ -823,7 +823,7 @@ int rc_rebuild(struct qcow_image *img, const uint32_t *refs, uint64_t nclusters)
 		img->h.refcount_table_offset = toff;
 		img->h.refcount_table_clusters = (uint32_t)rtc;
 		for (uint64_t b = 0; b < nb; b++)
-			meta_set_add(img, P + b);
+			qc_meta_set_add(img, P + b);
 		note_end(img, C * cs);
 		img->free_hint = 1;
 		img->rb_dirty = false;
@@ -832,6 +832,6 @@ out:
 	free(nt);
 	free(blk);
 	if (r < 0)
-		return qerr(img, r, "rebuilding refcounts failed");
+		return qc_qerr(img, r, "rebuilding refcounts failed");
 	return 0;
 }

@@ -286,7 +286,7 @@ struct qcow_req {
 	void *user;		/* for the caller */
 };
 
-/* Returns 0 or -errno. */
+/* depth is 1 to 1024. Returns 0 or -errno. */
 int qcow_queue_new(struct qcow_queue **out, struct qcow_image *img,
 		   unsigned depth);
 void qcow_queue_free(struct qcow_queue *q);	/* waits for requests in flight */
