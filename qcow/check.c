@@ -184,47 +184,15 @@ static int walk_l1(struct walk *w, uint64_t l1off, uint32_t l1size, bool active)
 	return 0;
 }
 
+static void bitmap_ref(void *opaque, uint64_t off, uint64_t len)
+{
+	inc(opaque, off, len);
+}
+
 static void walk_bitmaps(struct walk *w)
 {
-	struct qcow_image *img = w->img;
-	uint64_t cs = img->cluster_size;
-	uint64_t dsize = img->bitmap_dir_size, doff = img->bitmap_dir_offset;
-	uint8_t *dir;
-
-	if (!img->nb_bitmaps || !dsize || dsize > (64u << 20))
-		return;
-	inc(w, doff, dsize);
-	dir = malloc(dsize);
-	if (!dir || qc_file_pread(&img->file, dir, dsize, doff) < 0) {
-		free(dir);
-		if (w->res)
-			w->res->check_errors++;
-		return;
-	}
-	uint64_t pos = 0;
-
-	for (uint32_t b = 0; b < img->nb_bitmaps && pos + 24 <= dsize; b++) {
-		uint64_t toff = load_be64(dir + pos);
-		uint32_t tsize = load_be32(dir + pos + 8);
-		uint16_t nlen = load_be16(dir + pos + 18);
-		uint32_t xlen = load_be32(dir + pos + 20);
-
-		inc(w, toff, (uint64_t)tsize * 8);
-		if ((uint64_t)tsize * 8 <= (64u << 20) && toff / cs < w->n) {
-			uint8_t *t = malloc((size_t)tsize * 8 + 1);
-
-			if (t && qc_file_pread(&img->file, t, (size_t)tsize * 8, toff) == 0)
-				for (uint32_t i = 0; i < tsize; i++) {
-					uint64_t d = load_be64(t + 8 * (size_t)i) & 0x00fffffffffffe00ull;
-
-					if (d)
-						inc(w, d, cs);
-				}
-			free(t);
-		}
-		pos = align_up(pos + 24 + xlen + nlen, 8);
-	}
-	free(dir);
+	if (qc_bitmap_clusters(w->img, bitmap_ref, w) < 0 && w->res)
+		w->res->check_errors++;
 }
 
 int qc_compute_refs(struct qcow_image *img, uint32_t **refs_out, uint64_t *n_out,
@@ -236,16 +204,16 @@ int qc_compute_refs(struct qcow_image *img, uint32_t **refs_out, uint64_t *n_out
 	int r = 0;
 
 	if (fsize < 0)
-		return qc_qerr(img, (int)fsize, "cannot get the image file size");
+		return qc_err(img, (int)fsize, "cannot get the image file size");
 	w.n = div_round_up((uint64_t)fsize, cs);
 	if (img->file_end / cs > w.n)
 		w.n = img->file_end / cs;
 	if (w.n > MAX_CHECK_CLUSTERS)
-		return qc_qerr(img, -EFBIG, "image file too large to check");
+		return qc_err(img, -EFBIG, "image file too large to check");
 	w.refs = calloc(w.n ? w.n : 1, sizeof(uint32_t));
 	if (!w.refs || posix_memalign((void **)&w.tbl, 4096, cs)) {
 		free(w.refs);
-		return qc_qerr(img, -ENOMEM, "out of memory for the check");
+		return qc_err(img, -ENOMEM, "out of memory for the check");
 	}
 	inc(&w, 0, cs);
 	r = walk_l1(&w, img->h.l1_table_offset, img->h.l1_size, true);
@@ -279,7 +247,7 @@ int qc_compute_refs(struct qcow_image *img, uint32_t **refs_out, uint64_t *n_out
 	free(w.tbl);
 	if (r < 0) {
 		free(w.refs);
-		return qc_qerr(img, r, "out of memory for the check");
+		return qc_err(img, r, "out of memory for the check");
 	}
 	*refs_out = w.refs;
 	*n_out = w.n;
@@ -416,7 +384,7 @@ int qcow_image_check(struct qcow_image *img, struct qcow_check_result *res,
 	memset(res, 0, sizeof(*res));
 	pthread_mutex_lock(&img->lock);
 	if (repair && !img->rw) {
-		r = qc_qerr(img, -EBADF, "repair needs the image open read-write");
+		r = qc_err(img, -EBADF, "repair needs the image open read-write");
 		goto out;
 	}
 	r = qc_meta_flush(img);

@@ -148,7 +148,7 @@ int qc_l2_write_dirty(struct qcow_image *img)
 		int r = qc_file_pwrite(&img->file, e->buf, c->buf_size, e->off);
 
 		if (r < 0)
-			return qc_qerr(img, r, "writing L2 table at 0x%llx failed",
+			return qc_err(img, r, "writing L2 table at 0x%llx failed",
 				    (unsigned long long)e->off);
 		e->dirty = false;
 	}
@@ -166,14 +166,14 @@ int qc_l1_write_dirty(struct qcow_image *img)
 		return 0;
 	b = malloc((size_t)(hi - lo) * 8);
 	if (!b)
-		return qc_qerr(img, -ENOMEM, "no memory to write the L1 table");
+		return qc_err(img, -ENOMEM, "no memory to write the L1 table");
 	for (uint32_t i = lo; i < hi; i++)
 		store_be64(b + 8 * (size_t)(i - lo), img->l1[i]);
 	r = qc_file_pwrite(&img->file, b, (size_t)(hi - lo) * 8,
 			 img->h.l1_table_offset + (uint64_t)lo * 8);
 	free(b);
 	if (r < 0)
-		return qc_qerr(img, r, "writing the L1 table failed");
+		return qc_err(img, r, "writing the L1 table failed");
 	img->l1_dirty_lo = UINT32_MAX;
 	img->l1_dirty_hi = 0;
 	return 0;
@@ -201,12 +201,12 @@ int qc_l2_load(struct qcow_image *img, uint64_t slice_off, struct mcache_ent **o
 				return r;
 			e = qc_mcache_slot(&img->l2c, slice_off);
 			if (!e)
-				return qc_qerr(img, -ENOMEM, "no memory for the L2 cache");
+				return qc_err(img, -ENOMEM, "no memory for the L2 cache");
 		}
 		r = qc_file_pread(&img->file, e->buf, img->slice_size, slice_off);
 		if (r < 0) {
 			qc_mcache_drop(&img->l2c, e);
-			return qc_qerr(img, -EIO, "L2 table at 0x%llx lies outside the image file",
+			return qc_err(img, -EIO, "L2 table at 0x%llx lies outside the image file",
 				    (unsigned long long)slice_off);
 		}
 	}
@@ -228,12 +228,12 @@ static int l2_locate(struct qcow_image *img, uint64_t gc, struct l2ref *ref)
 	uint32_t l2i = (uint32_t)(gc & (img->l2_entries - 1));
 
 	if (l1i >= img->h.l1_size)
-		return qc_qerr(img, -EIO, "guest cluster %llu lies beyond the L1 table",
+		return qc_err(img, -EIO, "guest cluster %llu lies beyond the L1 table",
 			    (unsigned long long)gc);
 	ref->l1i = (uint32_t)l1i;
 	ref->l2off = img->l1[l1i] & L1E_OFFSET_MASK;
 	if (ref->l2off && (ref->l2off & img->cluster_mask))
-		return qc_qerr(img, -EIO, "L2 table offset 0x%llx is not cluster aligned",
+		return qc_err(img, -EIO, "L2 table offset 0x%llx is not cluster aligned",
 			    (unsigned long long)ref->l2off);
 	ref->slice_off = ref->l2off + (uint64_t)(l2i / img->slice_entries) * img->slice_size;
 	ref->idx = l2i % img->slice_entries;
@@ -296,7 +296,7 @@ static int l2_prepare(struct qcow_image *img, uint64_t gc, struct mcache_ent **s
 		if (r < 0)
 			return r;
 		if (posix_memalign((void **)&tbl, 4096, cs))
-			return qc_qerr(img, -ENOMEM, "no memory for an L2 table");
+			return qc_err(img, -ENOMEM, "no memory for an L2 table");
 		if (ref.l2off) {
 			/* Copy a table shared with a snapshot. The clusters it
 			 * points to keep their counts: the snapshot's path
@@ -307,7 +307,7 @@ static int l2_prepare(struct qcow_image *img, uint64_t gc, struct mcache_ent **s
 				r = qc_file_pread(&img->file, tbl, cs, ref.l2off);
 			if (r < 0) {
 				free(tbl);
-				return qc_qerr(img, r, "reading shared L2 table failed");
+				return qc_err(img, r, "reading shared L2 table failed");
 			}
 		} else {
 			memset(tbl, 0, cs);
@@ -315,7 +315,7 @@ static int l2_prepare(struct qcow_image *img, uint64_t gc, struct mcache_ent **s
 		r = qc_file_pwrite(&img->file, tbl, cs, noff);
 		if (r < 0) {
 			free(tbl);
-			return qc_qerr(img, r, "writing a new L2 table failed");
+			return qc_err(img, r, "writing a new L2 table failed");
 		}
 		/* Seed the cache with the slice we need. */
 		qc_mcache_drop_range(&img->l2c, noff, cs);
@@ -363,16 +363,16 @@ static int read_compressed(struct qcow_image *img, uint64_t e)
 		return 0;
 	qc_compressed_clusters(img, e, &first, &count, &coff, &csize);
 	if (csize > 2 * (uint64_t)img->cluster_size + 512)
-		return qc_qerr(img, -EIO, "compressed cluster descriptor too large");
+		return qc_err(img, -EIO, "compressed cluster descriptor too large");
 	r = qc_file_pread_zero(&img->file, img->zin, csize, coff);
 	if (r < 0)
-		return qc_qerr(img, r, "reading compressed data at 0x%llx failed",
+		return qc_err(img, r, "reading compressed data at 0x%llx failed",
 			    (unsigned long long)coff);
 	r = qcow_decompress(img->h.compression_type, img->zin, csize, img->zbuf,
 			    img->cluster_size);
 	if (r < 0) {
 		img->zbuf_entry = 0;
-		return qc_qerr(img, -EIO, "compressed cluster at 0x%llx is damaged",
+		return qc_err(img, -EIO, "compressed cluster at 0x%llx is damaged",
 			    (unsigned long long)coff);
 	}
 	img->zbuf_entry = e;
@@ -441,7 +441,7 @@ int qc_backing_read(struct qcow_image *img, void *buf, size_t len, uint64_t off)
 			pthread_mutex_unlock(&b->qcow->lock);
 		}
 		if (r < 0)
-			return qc_qerr(img, r, "reading the backing file failed: %s",
+			return qc_err(img, r, "reading the backing file failed: %s",
 				    b->is_raw ? "I/O error" : b->qcow->errmsg);
 	}
 	memset((uint8_t *)buf + avail, 0, len - avail);
@@ -489,7 +489,7 @@ int qc_read_guest(struct qcow_image *img, const struct iovec *iov, int n, uint64
 		uint64_t host = (e & L2E_OFFSET_MASK) + in;
 
 		if ((t == C_NORMAL || t == C_ZERO_ALLOC) && (e & L2E_OFFSET_MASK & img->cluster_mask))
-			return qc_qerr(img, -EIO, "L2 entry 0x%llx for guest offset %llu is not cluster aligned; image corrupted",
+			return qc_err(img, -EIO, "L2 entry 0x%llx for guest offset %llu is not cluster aligned; image corrupted",
 				    (unsigned long long)e, (unsigned long long)pos);
 
 		if (img->extl2 && t != C_COMPRESSED) {
@@ -505,12 +505,12 @@ int qc_read_guest(struct qcow_image *img, const struct iovec *iov, int n, uint64
 			else
 				t = C_UNALLOC;
 			if (t == C_NORMAL && !(e & L2E_OFFSET_MASK) && !img->has_data_file)
-				return qc_qerr(img, -EIO, "subcluster allocated without a host cluster");
+				return qc_err(img, -EIO, "subcluster allocated without a host cluster");
 		}
 		int k = iov_sub(iov, n, done, chunk, sub, SUB_IOV_MAX);
 
 		if (k < 0)
-			return qc_qerr(img, k, "too many I/O vectors");
+			return qc_err(img, k, "too many I/O vectors");
 		switch (t) {
 		case C_UNALLOC:
 			r = backing_readv(img, sub, k, pos);
@@ -538,7 +538,7 @@ int qc_read_guest(struct qcow_image *img, const struct iovec *iov, int n, uint64
 				qc_io_end(img);
 			}
 			if (r < 0)
-				r = qc_qerr(img, r, "reading data at 0x%llx failed",
+				r = qc_err(img, r, "reading data at 0x%llx failed",
 					 (unsigned long long)host);
 			break;
 		}
@@ -649,7 +649,7 @@ static int write_chunk(struct qcow_image *img, uint64_t gc, uint64_t in,
 			return r;
 		r = busy_add(img, gc);
 		if (r < 0)
-			return qc_qerr(img, r, "out of memory");
+			return qc_err(img, r, "out of memory");
 		qc_io_begin(img);
 		pthread_mutex_unlock(&img->lock);
 		r = qc_file_pwritev_data(&img->file, sub, k, host + in);
@@ -658,7 +658,7 @@ static int write_chunk(struct qcow_image *img, uint64_t gc, uint64_t in,
 		busy_del(img, gc);
 		pthread_cond_broadcast(&img->io_done);
 		if (r < 0)
-			return qc_qerr(img, r, "writing data at 0x%llx failed",
+			return qc_err(img, r, "writing data at 0x%llx failed",
 				    (unsigned long long)(host + in));
 		return 0;
 	}
@@ -709,7 +709,7 @@ static int write_chunk(struct qcow_image *img, uint64_t gc, uint64_t in,
 			r = qc_file_pwritev_data(&img->file, v, nv, nhost);
 		}
 		if (r < 0) {
-			r = qc_qerr(img, r, "writing data at 0x%llx failed",
+			r = qc_err(img, r, "writing data at 0x%llx failed",
 				 (unsigned long long)nhost);
 			goto out_unclaim;
 		}
@@ -732,7 +732,7 @@ static int write_chunk(struct qcow_image *img, uint64_t gc, uint64_t in,
 			v[nv++] = (struct iovec){ img->zero_cluster, tail };
 		r = busy_add(img, gc);
 		if (r < 0)
-			return qc_qerr(img, r, "out of memory");
+			return qc_err(img, r, "out of memory");
 		/* Publish in the cache now; meta_flush waits for this I/O
 		 * before it writes any L2 table. */
 		r = set_entry(img, gc, nhost | OFLAG_COPIED);
@@ -754,7 +754,7 @@ static int write_chunk(struct qcow_image *img, uint64_t gc, uint64_t in,
 			int r2 = set_entry(img, gc, img->h.version >= 3 ? OFLAG_ZERO : 0);
 
 			(void)r2;
-			return qc_qerr(img, r, "writing data at 0x%llx failed",
+			return qc_err(img, r, "writing data at 0x%llx failed",
 				    (unsigned long long)wstart);
 		}
 		return 0;
@@ -789,7 +789,7 @@ int qc_write_guest(struct qcow_image *img, const struct iovec *iov, int n, uint6
 		int k = iov_sub(iov, n, done, chunk, sub, SUB_IOV_MAX);
 
 		if (k < 0)
-			return qc_qerr(img, k, "too many I/O vectors");
+			return qc_err(img, k, "too many I/O vectors");
 		if (img->nbusy)
 			busy_wait(img, gc);
 		if (iov_is_zero(sub, k)) {

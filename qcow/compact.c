@@ -273,11 +273,11 @@ int qcow_image_compact(struct qcow_image *img)
 
 	pthread_mutex_lock(&img->lock);
 	if (!img->rw || img->corrupt || img->failed) {
-		r = qc_qerr(img, -EBADF, "compaction needs an image open read-write and not corrupt");
+		r = qc_err(img, -EBADF, "compaction needs an image open read-write and not corrupt");
 		goto out;
 	}
 	if (img->h.nb_snapshots) {
-		r = qc_qerr(img, -ENOTSUP, "compaction of images with internal snapshots is not supported");
+		r = qc_err(img, -ENOTSUP, "compaction of images with internal snapshots is not supported");
 		goto out;
 	}
 	r = qc_meta_flush(img);
@@ -286,7 +286,7 @@ int qcow_image_compact(struct qcow_image *img)
 	if (r == 0 && posix_memalign((void **)&buf, 4096, cs))
 		r = -ENOMEM;
 	if (r < 0) {
-		r = qc_qerr(img, r, "compaction: %s", r == -ENOMEM ? "out of memory" : img->errmsg);
+		r = qc_err(img, r, "compaction: %s", r == -ENOMEM ? "out of memory" : img->errmsg);
 		goto out;
 	}
 
@@ -372,7 +372,7 @@ int qcow_image_compact(struct qcow_image *img)
 			}
 		}
 		if (r < 0)
-			r = qc_qerr(img, r, "compaction: truncating the file failed");
+			r = qc_err(img, r, "compaction: truncating the file failed");
 	}
 out:
 	free(o.type);

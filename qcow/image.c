@@ -26,7 +26,7 @@ static void vfmt(char *buf, size_t len, const char *fmt, va_list ap)
 	vsnprintf(buf, len, fmt, ap);
 }
 
-int qc_qerr(struct qcow_image *img, int code, const char *fmt, ...)
+int qc_err(struct qcow_image *img, int code, const char *fmt, ...)
 {
 	char msg[sizeof(img->errmsg)];
 	va_list ap;
@@ -40,7 +40,7 @@ int qc_qerr(struct qcow_image *img, int code, const char *fmt, ...)
 	return code;
 }
 
-void qc_qlog(struct qcow_image *img, enum qcow_log_level lvl, const char *fmt, ...)
+void qc_log(struct qcow_image *img, enum qcow_log_level lvl, const char *fmt, ...)
 {
 	char msg[512];
 	va_list ap;
@@ -111,10 +111,10 @@ int qc_mark_corrupt(struct qcow_image *img, const char *what, uint64_t off)
 			qc_file_flush(&img->file);
 	}
 	img->corrupt = true;
-	qc_qlog(img, QCOW_LOG_ERR,
+	qc_log(img, QCOW_LOG_ERR,
 	     "Marking image as corrupt: Preventing invalid write on metadata (overlaps with %s) at offset 0x%llx; further corruption events will be suppressed",
 	     what, (unsigned long long)off);
-	return qc_qerr(img, -EIO, "write at 0x%llx would overlap %s; image marked corrupt",
+	return qc_err(img, -EIO, "write at 0x%llx would overlap %s; image marked corrupt",
 		    (unsigned long long)off, what);
 }
 
@@ -133,7 +133,7 @@ int qc_meta_flush(struct qcow_image *img)
 	if (!img->rw)
 		return 0;
 	if (img->failed)
-		return qc_qerr(img, -EIO, "an earlier metadata write failed; reopen the image");
+		return qc_err(img, -EIO, "an earlier metadata write failed; reopen the image");
 	qc_wait_io_idle(img);
 	if (!img->rb_dirty && !img->l2_dirty && !l1d && !img->nfrees)
 		return 0;
@@ -145,7 +145,7 @@ int qc_meta_flush(struct qcow_image *img)
 	if (img->l2_dirty || l1d) {
 		r = qc_file_flush(&img->file);
 		if (r < 0)
-			return qc_qerr(img, r, "flush failed");
+			return qc_err(img, r, "flush failed");
 	}
 	if (img->l2_dirty) {
 		r = qc_l2_write_dirty(img);
@@ -155,14 +155,14 @@ int qc_meta_flush(struct qcow_image *img)
 	if (l1d) {
 		r = qc_file_flush(&img->file);
 		if (r < 0)
-			return qc_qerr(img, r, "flush failed");
+			return qc_err(img, r, "flush failed");
 		r = qc_l1_write_dirty(img);
 		if (r < 0)
 			return r;
 	}
 	r = qc_file_flush(&img->file);
 	if (r < 0)
-		return qc_qerr(img, r, "flush failed");
+		return qc_err(img, r, "flush failed");
 	if (img->nfrees) {
 		r = qc_apply_frees(img);
 		if (r < 0)
@@ -173,7 +173,7 @@ int qc_meta_flush(struct qcow_image *img)
 				return r;
 			r = qc_file_flush(&img->file);
 			if (r < 0)
-				return qc_qerr(img, r, "flush failed");
+				return qc_err(img, r, "flush failed");
 		}
 	}
 	return 0;
@@ -741,10 +741,17 @@ static int image_open(struct qcow_image **out, const char *path,
 	}
 
 	if (img->rw) {
+		if (img->nb_bitmaps) {
+			/* Writes would make them stale: drop them cleanly. */
+			r = qc_bitmaps_drop(img, c0);
+			if (r < 0) {
+				seterr(err, r, "'%s': %s", path, img->errmsg);
+				goto out_free;
+			}
+		}
 		if (img->h.autoclear_features) {
-			/* We keep none of the autoclear promises (bitmaps). */
+			/* We keep none of the autoclear promises. */
 			img->h.autoclear_features = 0;
-			img->nb_bitmaps = 0;
 			r = qc_hdr_write_u64(img, HDR_AUTOCLEAR_OFF, 0);
 			if (r == 0)
 				r = qc_file_flush(&img->file);
@@ -754,7 +761,7 @@ static int image_open(struct qcow_image **out, const char *path,
 			}
 		}
 		if (img->was_dirty) {
-			qc_qlog(img, QCOW_LOG_INFO, "%s: image was not closed cleanly; rebuilding refcounts", path);
+			qc_log(img, QCOW_LOG_INFO, "%s: image was not closed cleanly; rebuilding refcounts", path);
 			r = repair_dirty(img);
 			if (r < 0) {
 				seterr(err, r, "'%s': repairing the dirty image failed: %s", path, img->errmsg);
@@ -779,7 +786,7 @@ static int image_open(struct qcow_image **out, const char *path,
 		}
 	}
 	if (img->rw && img->corrupt)
-		qc_qlog(img, QCOW_LOG_WARN, "%s is marked corrupt: writes are refused until a check with repair clears it", path);
+		qc_log(img, QCOW_LOG_WARN, "%s is marked corrupt: writes are refused until a check with repair clears it", path);
 	img->free_hint = 1;
 	free(c0);
 	*out = img;
@@ -842,13 +849,13 @@ int qcow_image_close(struct qcow_image *img)
 static int io_check(struct qcow_image *img, uint64_t off, uint64_t len, bool write)
 {
 	if (write && !img->rw)
-		return qc_qerr(img, -EBADF, "image is open read-only");
+		return qc_err(img, -EBADF, "image is open read-only");
 	if (write && img->corrupt)
-		return qc_qerr(img, -EIO, "image is marked corrupt");
+		return qc_err(img, -EIO, "image is marked corrupt");
 	if (write && img->failed)
-		return qc_qerr(img, -EIO, "an earlier metadata write failed; reopen the image to go on writing");
+		return qc_err(img, -EIO, "an earlier metadata write failed; reopen the image to go on writing");
 	if (off > img->h.size || len > img->h.size - off)
-		return qc_qerr(img, -EINVAL, "request at %llu+%llu is beyond the disk size %llu",
+		return qc_err(img, -EINVAL, "request at %llu+%llu is beyond the disk size %llu",
 			    (unsigned long long)off, (unsigned long long)len,
 			    (unsigned long long)img->h.size);
 	return 0;
@@ -919,13 +926,13 @@ int qcow_image_flush(struct qcow_image *img)
 
 	pthread_mutex_lock(&img->lock);
 	if (img->failed)
-		r = qc_qerr(img, -EIO, "an earlier metadata write failed; reopen the image");
+		r = qc_err(img, -EIO, "an earlier metadata write failed; reopen the image");
 	else if (img->rw) {
 		r = qc_meta_flush(img);
 		if (r == 0)
 			r = qc_file_flush(&img->file);
 		if (r < 0)
-			r = qc_qerr(img, r, "flush failed: %s", strerror(-r));
+			r = qc_err(img, r, "flush failed: %s", strerror(-r));
 	}
 	pthread_mutex_unlock(&img->lock);
 	return r;
@@ -971,7 +978,7 @@ int qcow_image_write_compressed(struct qcow_image *img, const void *buf, size_t 
 	r = io_check(img, off, len, true);
 	if (r == 0 && (off & img->cluster_mask || (len != cs && off + len != img->h.size) ||
 		       len > cs))
-		r = qc_qerr(img, -EINVAL, "compressed writes take one whole cluster");
+		r = qc_err(img, -EINVAL, "compressed writes take one whole cluster");
 	if (r < 0)
 		goto out;
 	struct iovec iov = { (void *)buf, len };
@@ -982,7 +989,7 @@ int qcow_image_write_compressed(struct qcow_image *img, const void *buf, size_t 
 	}
 	cbuf = malloc(cs);
 	if (!cbuf) {
-		r = qc_qerr(img, -ENOMEM, "out of memory");
+		r = qc_err(img, -ENOMEM, "out of memory");
 		goto out;
 	}
 	uint8_t *in = (uint8_t *)buf;
@@ -1024,7 +1031,7 @@ int qcow_image_write_compressed(struct qcow_image *img, const void *buf, size_t 
 
 	r = qc_file_pwritev_data(&img->file, &civ, 1, place);
 	if (r < 0) {
-		r = qc_qerr(img, r, "writing compressed data failed");
+		r = qc_err(img, r, "writing compressed data failed");
 		goto out;
 	}
 	uint64_t end = place + (uint64_t)clen;
@@ -1055,7 +1062,7 @@ static int grow_l1(struct qcow_image *img, uint32_t need)
 	int r;
 
 	if ((uint64_t)need * 8 > QCOW_MAX_L1_BYTES)
-		return qc_qerr(img, -EFBIG, "L1 table would exceed 32 MiB");
+		return qc_err(img, -EFBIG, "L1 table would exceed 32 MiB");
 	r = qc_meta_flush(img);
 	if (r < 0)
 		return r;
@@ -1067,7 +1074,7 @@ static int grow_l1(struct qcow_image *img, uint32_t need)
 	if (!nl1 || !b) {
 		free(nl1);
 		free(b);
-		return qc_qerr(img, -ENOMEM, "out of memory");
+		return qc_err(img, -ENOMEM, "out of memory");
 	}
 	memcpy(nl1, img->l1, (size_t)img->h.l1_size * 8);
 	for (uint32_t i = 0; i < need; i++)
@@ -1089,7 +1096,7 @@ static int grow_l1(struct qcow_image *img, uint32_t need)
 	free(b);
 	if (r < 0) {
 		free(nl1);
-		return qc_qerr(img, r, "growing the L1 table failed");
+		return qc_err(img, r, "growing the L1 table failed");
 	}
 	free(img->l1);
 	img->l1 = nl1;
@@ -1113,7 +1120,7 @@ int qcow_image_resize(struct qcow_image *img, uint64_t new_size)
 	if (r < 0)
 		goto out;
 	if (new_size > QCOW_MAX_SIZE || new_size % 512) {
-		r = qc_qerr(img, -EINVAL, "new size must be a multiple of 512 and at most 2^62");
+		r = qc_err(img, -EINVAL, "new size must be a multiple of 512 and at most 2^62");
 		goto out;
 	}
 	if (new_size < old) {
@@ -1130,7 +1137,7 @@ int qcow_image_resize(struct qcow_image *img, uint64_t new_size)
 			if (r < 0)
 				goto out;
 			if (e & ~OFLAG_ZERO) {
-				r = qc_qerr(img, -EBUSY, "cannot shrink: data is allocated beyond the new size (guest offset %llu)",
+				r = qc_err(img, -EBUSY, "cannot shrink: data is allocated beyond the new size (guest offset %llu)",
 					 (unsigned long long)(gc * cs));
 				goto out;
 			}
@@ -1169,7 +1176,7 @@ int qcow_image_resize(struct qcow_image *img, uint64_t new_size)
 	if (r == 0)
 		r = qc_file_flush(&img->file);
 	if (r < 0) {
-		r = qc_qerr(img, r, "updating the size failed");
+		r = qc_err(img, r, "updating the size failed");
 		goto out;
 	}
 	img->h.size = new_size;

@@ -245,9 +245,9 @@ int64_t qc_file_allocated(struct qfile *f);
 int qc_file_lock(struct qfile *f, bool write, char *why, size_t whylen);
 
 /* --- image.c --- */
-int qc_qerr(struct qcow_image *img, int code, const char *fmt, ...)
+int qc_err(struct qcow_image *img, int code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
-void qc_qlog(struct qcow_image *img, enum qcow_log_level lvl, const char *fmt, ...)
+void qc_log(struct qcow_image *img, enum qcow_log_level lvl, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 int qc_meta_flush(struct qcow_image *img);
 int qc_hdr_write_u64(struct qcow_image *img, unsigned off, uint64_t v);
@@ -311,6 +311,11 @@ int qc_read_without_io(struct qcow_image *img, void *buf, size_t len, uint64_t o
 /* --- compress.c --- */
 int qcow_decompress(enum qcow_compression t, const uint8_t *in, size_t inlen, uint8_t *out, size_t outlen);
 ssize_t qcow_compress(enum qcow_compression t, const uint8_t *in, size_t inlen, uint8_t *out, size_t outlen);
+
+/* --- bitmap.c --- */
+typedef void (*qc_range_fn)(void *opaque, uint64_t off, uint64_t len);
+int qc_bitmap_clusters(struct qcow_image *img, qc_range_fn fn, void *opaque);
+int qc_bitmaps_drop(struct qcow_image *img, const uint8_t *c0);
 
 /* --- check.c --- */
 int qc_compute_refs(struct qcow_image *img, uint32_t **refs_out, uint64_t *n_out,

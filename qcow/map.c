@@ -207,7 +207,7 @@ int qcow_image_map(struct qcow_image *img, uint64_t off, uint64_t len,
 		if (r < 0)
 			return r;
 		if (!next.length)
-			return qc_qerr(img, -EIO, "map made no progress at %llu",
+			return qc_err(img, -EIO, "map made no progress at %llu",
 				    (unsigned long long)off);
 		if (cur.length && mergeable(&cur, &next)) {
 			cur.length += next.length;

@@ -216,7 +216,7 @@ int qc_rb_write_dirty(struct qcow_image *img)
 		int r = qc_file_pwrite(&img->file, e->buf, c->buf_size, e->off);
 
 		if (r < 0)
-			return qc_qerr(img, r, "writing refcount block at 0x%llx failed",
+			return qc_err(img, r, "writing refcount block at 0x%llx failed",
 				    (unsigned long long)e->off);
 		e->dirty = false;
 	}
@@ -237,13 +237,13 @@ int qc_rb_load(struct qcow_image *img, uint64_t rb_off, struct mcache_ent **out)
 				return r;
 			e = qc_mcache_slot(&img->rbc, rb_off);
 			if (!e)
-				return qc_qerr(img, -ENOMEM, "no memory for the refcount cache");
+				return qc_err(img, -ENOMEM, "no memory for the refcount cache");
 		}
 		int r = qc_file_pread_zero(&img->file, e->buf, img->rbc.buf_size, rb_off);
 
 		if (r < 0) {
 			qc_mcache_drop(&img->rbc, e);
-			return qc_qerr(img, r, "reading refcount block at 0x%llx failed",
+			return qc_err(img, r, "reading refcount block at 0x%llx failed",
 				    (unsigned long long)rb_off);
 		}
 	}
@@ -316,7 +316,7 @@ static int grow_reftable(struct qcow_image *img, uint64_t need)
 		rtc = nrtc;
 	}
 	if (rtc * cs > QCOW_MAX_REFTABLE_BYTES)
-		return qc_qerr(img, -EFBIG, "refcount table would exceed %u bytes",
+		return qc_err(img, -EFBIG, "refcount table would exceed %u bytes",
 			    QCOW_MAX_REFTABLE_BYTES);
 
 	uint64_t nents = rtc * cs / 8;
@@ -324,11 +324,11 @@ static int grow_reftable(struct qcow_image *img, uint64_t need)
 	uint8_t *blk = NULL;
 
 	if (!nt)
-		return qc_qerr(img, -ENOMEM, "no memory for the refcount table");
+		return qc_err(img, -ENOMEM, "no memory for the refcount table");
 	memcpy(nt, img->reftable, img->reftable_entries * sizeof(uint64_t));
 	if (posix_memalign((void **)&blk, 4096, cs)) {
 		free(nt);
-		return qc_qerr(img, -ENOMEM, "no memory for a refcount block");
+		return qc_err(img, -ENOMEM, "no memory for a refcount block");
 	}
 
 	/* Refcount blocks for regions that lack one, at P, P+1, ... */
@@ -405,7 +405,7 @@ static int grow_reftable(struct qcow_image *img, uint64_t need)
 out_free:
 	free(nt);
 	free(blk);
-	return qc_qerr(img, r, "growing the refcount table failed");
+	return qc_err(img, r, "growing the refcount table failed");
 }
 
 /* Make sure the refcount block for region bi exists. */
@@ -435,7 +435,7 @@ static int ensure_refblock(struct qcow_image *img, uint64_t bi)
 			return r;
 		e = qc_mcache_slot(&img->rbc, bc * cs);
 		if (!e)
-			return qc_qerr(img, -ENOMEM, "no memory for the refcount cache");
+			return qc_err(img, -ENOMEM, "no memory for the refcount cache");
 	}
 	memset(e->buf, 0, cs);
 	qc_rb_set_entry(img, e->buf, 0, 1);
@@ -452,7 +452,7 @@ static int ensure_refblock(struct qcow_image *img, uint64_t bi)
 		r = qc_file_flush(&img->file);
 	if (r < 0) {
 		qc_mcache_drop(&img->rbc, e);
-		return qc_qerr(img, r, "writing a new refcount block failed");
+		return qc_err(img, r, "writing a new refcount block failed");
 	}
 	img->reftable[bi] = bc * cs;
 	qc_meta_set_add(img, bc);
@@ -467,7 +467,7 @@ int qc_rc_set(struct qcow_image *img, uint64_t cluster, uint64_t v)
 	int r;
 
 	if (v > img->refcount_max)
-		return qc_qerr(img, -ERANGE, "refcount of cluster %llu would overflow",
+		return qc_err(img, -ERANGE, "refcount of cluster %llu would overflow",
 			    (unsigned long long)cluster);
 	r = ensure_refblock(img, bi);
 	if (r < 0)
@@ -491,7 +491,7 @@ int qc_rc_add(struct qcow_image *img, uint64_t cluster, int64_t delta)
 	if (r < 0)
 		return r;
 	if (delta < 0 && v < (uint64_t)-delta)
-		return qc_qerr(img, -EIO, "refcount of cluster %llu would drop below zero",
+		return qc_err(img, -EIO, "refcount of cluster %llu would drop below zero",
 			    (unsigned long long)cluster);
 	return qc_rc_set(img, cluster, v + (uint64_t)delta);
 }
@@ -509,7 +509,7 @@ static int alloc_at_end(struct qcow_image *img, uint64_t n, uint64_t *host_off)
 
 	for (int tries = 0;; tries++) {
 		if (tries > 8)
-			return qc_qerr(img, -EIO, "cannot lay out new clusters at the end of the file");
+			return qc_err(img, -EIO, "cannot lay out new clusters at the end of the file");
 		P = div_round_up(img->file_end, cs);
 		if (P == 0)
 			P = 1;
@@ -533,7 +533,7 @@ static int alloc_at_end(struct qcow_image *img, uint64_t n, uint64_t *host_off)
 			return r;
 	}
 	if (nb && posix_memalign((void **)&blk, 4096, cs))
-		return qc_qerr(img, -ENOMEM, "no memory for a refcount block");
+		return qc_err(img, -ENOMEM, "no memory for a refcount block");
 
 	uint64_t end = P + n + nb, k = 0;
 
@@ -578,7 +578,7 @@ static int alloc_at_end(struct qcow_image *img, uint64_t n, uint64_t *host_off)
 		for (uint64_t reg = P / epb; reg <= last_region; reg++)
 			if (img->reftable[reg] & (1ull << 63))
 				img->reftable[reg] = 0;
-		return qc_qerr(img, r, "writing new refcount blocks failed");
+		return qc_err(img, r, "writing new refcount blocks failed");
 	}
 	note_end(img, end * cs);
 	*host_off = P * cs;
@@ -655,7 +655,7 @@ int qc_free_later(struct qcow_image *img, uint64_t host_off, uint64_t n, bool pu
 		struct pending_free *nf = realloc(img->frees, ncap * sizeof(*nf));
 
 		if (!nf)
-			return qc_qerr(img, -ENOMEM, "no memory to queue freed clusters");
+			return qc_err(img, -ENOMEM, "no memory to queue freed clusters");
 		img->frees = nf;
 		img->frees_cap = ncap;
 	}
@@ -736,10 +736,10 @@ int qc_rc_rebuild(struct qcow_image *img, const uint32_t *refs, uint64_t ncluste
 		rtc = nrtc;
 	}
 	if (rtc * cs > QCOW_MAX_REFTABLE_BYTES)
-		return qc_qerr(img, -EFBIG, "rebuilt refcount table would be too large");
+		return qc_err(img, -EFBIG, "rebuilt refcount table would be too large");
 	for (uint64_t c = 0; c < nclusters; c++)
 		if (refs[c] > img->refcount_max)
-			return qc_qerr(img, -ERANGE, "cluster %llu has %u references, more than the refcount width allows",
+			return qc_err(img, -ERANGE, "cluster %llu has %u references, more than the refcount width allows",
 				    (unsigned long long)c, refs[c]);
 
 	uint64_t nents = rtc * cs / 8;
@@ -749,7 +749,7 @@ int qc_rc_rebuild(struct qcow_image *img, const uint32_t *refs, uint64_t ncluste
 
 	if (!nt || posix_memalign((void **)&blk, 4096, cs)) {
 		free(nt);
-		return qc_qerr(img, -ENOMEM, "no memory to rebuild refcounts");
+		return qc_err(img, -ENOMEM, "no memory to rebuild refcounts");
 	}
 	for (uint64_t b = 0; b < nb; b++) {
 		memset(blk, 0, cs);
@@ -832,6 +832,6 @@ out:
 	free(nt);
 	free(blk);
 	if (r < 0)
-		return qc_qerr(img, r, "rebuilding refcounts failed");
+		return qc_err(img, r, "rebuilding refcounts failed");
 	return 0;
 }

@@ -116,9 +116,18 @@ static uint64_t parse_num(const char *arg)
 	if (errno || end == arg)
 		die("bad number: %s", arg);
 	switch (*end) {
-	case 'k': case 'K': v <<= 10; end++; break;
-	case 'm': case 'M': v <<= 20; end++; break;
-	default: break;
+	case 'k':
+	case 'K':
+		v <<= 10;
+		end++;
+		break;
+	case 'm':
+	case 'M':
+		v <<= 20;
+		end++;
+		break;
+	default:
+		break;
 	}
 	if (*end)
 		die("bad number: %s", arg);
@@ -133,9 +142,10 @@ static uint64_t rng_next(uint64_t *state)
 	return *state * 0x2545F4914F6CDD1DULL;
 }
 
+/* A number in [0, n), or 0 if n is 0. */
 static uint64_t rng_below(uint64_t *state, uint64_t n)
 {
-	return rng_next(state) % n;
+	return n ? rng_next(state) % n : 0;
 }
 
 static unsigned char *read_whole(const char *path, uint64_t *len)
@@ -165,8 +175,7 @@ static unsigned char *read_whole(const char *path, uint64_t *len)
  * rather than truncated first: freeing and reallocating its blocks for
  * every cut is slow on file systems mounted with online discard.
  */
-static void write_whole(const char *path, const unsigned char *p,
-			uint64_t len)
+static void write_whole(const char *path, const unsigned char *p, uint64_t len)
 {
 	int fd = open(path, O_WRONLY | O_CREAT, 0644);
 	uint64_t done = 0;
@@ -192,12 +201,12 @@ enum fop_kind { FOP_WRITE, FOP_FLUSH, FOP_PUNCH, FOP_TRUNC };
 
 struct fop {
 	enum fop_kind kind;
-	uint64_t off, len;	/* TRUNC: off is the new length */
-	size_t data;		/* WRITE: offset of the bytes in the arena */
+	uint64_t off, len; /* TRUNC: off is the new length */
+	size_t data; /* WRITE: offset of the bytes in the arena */
 };
 
 struct recorder {
-	int fd;			/* first: qcow_posix_io's opaque */
+	int fd; /* first: qcow_posix_io's opaque */
 	bool on;
 	struct fop *ops;
 	size_t nops, cap;
@@ -271,7 +280,8 @@ static int rec_punch_hole(void *opaque, uint64_t offset, uint64_t len)
 		return -EOPNOTSUPP;
 	ret = qcow_posix_io.punch_hole(&r->fd, offset, len);
 	if (ret == 0 && r->on)
-		rec_add(r, &(struct fop){ .kind = FOP_PUNCH, .off = offset,
+		rec_add(r, &(struct fop){ .kind = FOP_PUNCH,
+					  .off = offset,
 					  .len = len });
 	return ret;
 }
@@ -321,7 +331,7 @@ struct fstate {
 
 static void fs_reserve(struct fstate *f, uint64_t len)
 {
-	if (len <= f->cap)
+	if (f->p && len <= f->cap)
 		return;
 	f->cap = len + len / 4 + MIB;
 	f->p = xrealloc(f->p, f->cap);
@@ -338,7 +348,8 @@ static void fs_set_len(struct fstate *f, uint64_t len)
 static void fs_copy(struct fstate *dst, const struct fstate *src)
 {
 	fs_reserve(dst, src->len);
-	memcpy(dst->p, src->p, src->len);
+	if (src->len)
+		memcpy(dst->p, src->p, src->len);
 	dst->len = src->len;
 }
 
@@ -368,19 +379,26 @@ static void fs_apply(struct fstate *f, const struct recorder *r,
 /* ---- the guest workload and its model --------------------------------- */
 
 enum gop_kind {
-	G_WRITE, G_ZERO, G_DISCARD, G_COMPRESSED, G_FLUSH, G_CLOSE, G_OPEN,
-	G_RESIZE, G_COMPACT,
+	G_WRITE,
+	G_ZERO,
+	G_DISCARD,
+	G_COMPRESSED,
+	G_FLUSH,
+	G_CLOSE,
+	G_OPEN,
+	G_RESIZE,
+	G_COMPACT,
 };
 
 static const char *const gop_names[] = {
 	"write", "write-zeroes", "discard", "write-compressed", "flush",
-	"close", "open", "resize", "compact",
+	"close", "open",	 "resize",  "compact",
 };
 
 struct gop {
 	enum gop_kind kind;
-	uint64_t off, len;	/* guest range; RESIZE: [old size, new size) */
-	size_t data;		/* WRITE, COMPRESSED: bytes in the data arena */
+	uint64_t off, len; /* guest range; RESIZE: [old size, new size) */
+	size_t data; /* WRITE, COMPRESSED: bytes in the data arena */
 	size_t log_start, log_end;
 };
 
@@ -431,8 +449,8 @@ struct run {
 	unsigned long failures, checked;
 };
 
-static void backing_copy(const struct run *r, unsigned char *dst,
-			 uint64_t off, uint64_t len)
+static void backing_copy(const struct run *r, unsigned char *dst, uint64_t off,
+			 uint64_t len)
 {
 	uint64_t n = 0;
 
@@ -499,7 +517,8 @@ static void open_image(struct run *r, const char *path)
 
 	if (ret < 0) {
 		r->img = NULL;
-		die("%s: open: %s", path, err.msg[0] ? err.msg : strerror(-ret));
+		die("%s: open: %s", path,
+		    err.msg[0] ? err.msg : strerror(-ret));
 	}
 	ret = qcow_image_info(r->img, &info);
 	if (ret < 0)
@@ -543,10 +562,18 @@ static void rand_range(struct run *r, uint64_t *off, uint64_t *len)
 	uint64_t cs = r->cluster, l, o;
 
 	switch (rng_below(&r->rng, 4)) {
-	case 0: l = 1 + rng_below(&r->rng, 4096); break;
-	case 1: l = cs * (1 + rng_below(&r->rng, 4)); break;
-	case 2: l = 1 + rng_below(&r->rng, 3 * cs); break;
-	default: l = 1 + rng_below(&r->rng, MAX_IO); break;
+	case 0:
+		l = 1 + rng_below(&r->rng, 4096);
+		break;
+	case 1:
+		l = cs * (1 + rng_below(&r->rng, 4));
+		break;
+	case 2:
+		l = 1 + rng_below(&r->rng, 3 * cs);
+		break;
+	default:
+		l = 1 + rng_below(&r->rng, MAX_IO);
+		break;
 	}
 	if (l > MAX_IO)
 		l = MAX_IO;
@@ -579,9 +606,9 @@ static void guest_op(struct run *r, struct gop *g, const unsigned char *data)
 		ret = qcow_image_write_compressed(r->img, data, g->len, g->off);
 		break;
 	case G_ZERO:
-		ret = qcow_image_write_zeroes(r->img, g->off, g->len,
-					      (unsigned)(g->data & 1)
-					      ? QCOW_ZERO_MAY_UNMAP : 0);
+		ret = qcow_image_write_zeroes(
+			r->img, g->off, g->len,
+			(unsigned)(g->data & 1) ? QCOW_ZERO_MAY_UNMAP : 0);
 		break;
 	case G_DISCARD:
 		ret = qcow_image_discard(r->img, g->off, g->len);
@@ -607,9 +634,11 @@ static void guest_op(struct run *r, struct gop *g, const unsigned char *data)
 	g->log_end = r->rec.nops;
 	model_apply(r, &r->model, &r->size, g);
 	if (r->verbose)
-		fprintf(stderr, "guest op %zu: %s off=%" PRIu64 " len=%" PRIu64
-			" log [%zu, %zu)\n", r->ngops, gop_names[g->kind],
-			g->off, g->len, g->log_start, g->log_end);
+		fprintf(stderr,
+			"guest op %zu: %s off=%" PRIu64 " len=%" PRIu64
+			" log [%zu, %zu)\n",
+			r->ngops, gop_names[g->kind], g->off, g->len,
+			g->log_start, g->log_end);
 }
 
 static void record_gop(struct run *r, struct gop *g, const unsigned char *data)
@@ -617,8 +646,8 @@ static void record_gop(struct run *r, struct gop *g, const unsigned char *data)
 	if (data) {
 		if (r->gdata_len + g->len > r->gdata_cap) {
 			while (r->gdata_len + g->len > r->gdata_cap)
-				r->gdata_cap = r->gdata_cap ? 2 * r->gdata_cap
-							    : MIB;
+				r->gdata_cap = r->gdata_cap ? 2 * r->gdata_cap :
+							      MIB;
 			r->gdata = xrealloc(r->gdata, r->gdata_cap);
 		}
 		memcpy(r->gdata + r->gdata_len, data, g->len);
@@ -648,7 +677,7 @@ static void random_gop(struct run *r, bool recorded)
 	} else if (k < 55) {
 		g.kind = G_ZERO;
 		rand_range(r, &g.off, &g.len);
-		g.data = rng_below(&r->rng, 2);	/* bit 0: may unmap */
+		g.data = rng_below(&r->rng, 2); /* bit 0: may unmap */
 	} else if (k < 67) {
 		uint64_t full_end = r->size / cs * cs;
 
@@ -665,22 +694,21 @@ static void random_gop(struct run *r, bool recorded)
 		data = r->buf;
 		fill_data(r, data, g.len);
 	} else if (k < 76) {
-		uint64_t grow = SECTOR * (1 + rng_below(&r->rng, 4 * cs / SECTOR));
+		uint64_t grow =
+			SECTOR * (1 + rng_below(&r->rng, 4 * cs / SECTOR));
 
 		if (r->size + grow > 2 * r->copts.size)
 			return;
 		g.kind = G_RESIZE;
 		g.off = r->size;
 		g.len = grow;
-	} else if (!recorded) {
-		return;
-	} else if (k < 93) {
+	} else if (recorded && k < 93) {
 		g.kind = G_FLUSH;
-	} else if (k < 97) {
+	} else if (recorded && k < 97) {
 		g.kind = G_CLOSE;
 		record_gop(r, &g, NULL);
 		g = (struct gop){ .kind = G_OPEN };
-	} else if (r->compact) {
+	} else if (recorded && r->compact) {
 		g.kind = G_COMPACT;
 	} else {
 		return;
@@ -707,9 +735,8 @@ static int run_qemu_img(struct run *r, const char *const *args)
 
 	fflush(NULL);
 	if (posix_spawn_file_actions_init(&fa) ||
-	    posix_spawn_file_actions_addopen(&fa, 1, r->out_path,
-					     O_WRONLY | O_CREAT | O_TRUNC,
-					     0644) ||
+	    posix_spawn_file_actions_addopen(
+		    &fa, 1, r->out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644) ||
 	    posix_spawn_file_actions_adddup2(&fa, 1, 2))
 		die("posix_spawn_file_actions: out of memory");
 	ret = posix_spawnp(&pid, argv[0], &fa, NULL, (char *const *)argv,
@@ -744,11 +771,11 @@ static void print_output(const struct run *r)
 /* ---- checking one cut ------------------------------------------------- */
 
 struct cut_ctx {
-	size_t cut;		/* entries [0, cut) may have happened */
-	size_t flush;		/* index of the last flush entry before cut, or SIZE_MAX */
-	size_t durable_gop;	/* guest ops [0, durable_gop) are durable */
-	unsigned char *skip;	/* per sector: not verifiable at this cut */
-	unsigned char *dmodel;	/* durable model */
+	size_t cut; /* entries [0, cut) may have happened */
+	size_t flush; /* index of the last flush entry before cut, or SIZE_MAX */
+	size_t durable_gop; /* guest ops [0, durable_gop) are durable */
+	unsigned char *skip; /* per sector: not verifiable at this cut */
+	unsigned char *dmodel; /* durable model */
 	uint64_t dsize, max_size;
 };
 
@@ -771,24 +798,34 @@ static const char *verify_cut(struct run *r, const char *path,
 	}
 	size = qcow_image_size(img);
 	if (size < c->dsize || size > c->max_size) {
-		snprintf(why, sizeof(why), "virtual size %" PRIu64 ", expected "
-			 "%" PRIu64 "..%" PRIu64, size, c->dsize, c->max_size);
+		snprintf(why, sizeof(why),
+			 "virtual size %" PRIu64 ", expected "
+			 "%" PRIu64 "..%" PRIu64,
+			 size, c->dsize, c->max_size);
 		goto out_close;
 	}
 	why[0] = 0;
 	for (off = 0; off < c->dsize && !why[0]; off += MAX_IO) {
-		size_t n = c->dsize - off < MAX_IO ? c->dsize - off : MAX_IO;
-		ssize_t got = qcow_image_pread(img, r->buf, n, off);
+		size_t n = MAX_IO;
+		ssize_t got;
+
+		if (c->dsize - off < n)
+			n = (size_t)(c->dsize - off);
+		got = qcow_image_pread(img, r->buf, n, off);
 
 		if (got != (ssize_t)n) {
-			snprintf(why, sizeof(why), "libqcow read at %" PRIu64
-				 " failed: %s", off, got < 0
-				 ? qcow_image_errmsg(img) : "short read");
+			snprintf(why, sizeof(why),
+				 "libqcow read at %" PRIu64 " failed: %s", off,
+				 got < 0 ? qcow_image_errmsg(img) :
+					   "short read");
 			break;
 		}
 		for (size_t s = 0; s < n; s += SECTOR) {
-			size_t sn = n - s < SECTOR ? n - s : SECTOR;
+			size_t sn = SECTOR;
 			uint64_t at = off + s;
+
+			if (n - s < sn)
+				sn = n - s;
 
 			if (c->skip[at / SECTOR] ||
 			    memcmp(r->buf + s, c->dmodel + at, sn) == 0)
@@ -796,10 +833,12 @@ static const char *verify_cut(struct run *r, const char *path,
 			for (size_t i = 0; i < sn; i++) {
 				if (r->buf[s + i] == c->dmodel[at + i])
 					continue;
-				snprintf(why, sizeof(why), "flushed guest data "
+				snprintf(why, sizeof(why),
+					 "flushed guest data "
 					 "lost: offset %" PRIu64 " reads 0x%02x"
-					 ", expected 0x%02x", at + i,
-					 r->buf[s + i], c->dmodel[at + i]);
+					 ", expected 0x%02x",
+					 at + i, r->buf[s + i],
+					 c->dmodel[at + i]);
 				break;
 			}
 			break;
@@ -829,8 +868,9 @@ static void describe_fop(const struct run *r, size_t i, const char *tag)
 
 	fprintf(r->report, "      %s #%zu %s", tag, i, names[op->kind]);
 	if (op->kind == FOP_WRITE || op->kind == FOP_PUNCH)
-		fprintf(r->report, " off=%" PRIu64 " (cluster %" PRIu64 ") len=%"
-			PRIu64, op->off, op->off / r->cluster, op->len);
+		fprintf(r->report,
+			" off=%" PRIu64 " (cluster %" PRIu64 ") len=%" PRIu64,
+			op->off, op->off / r->cluster, op->len);
 	else if (op->kind == FOP_TRUNC)
 		fprintf(r->report, " len=%" PRIu64, op->off);
 	fputc('\n', r->report);
@@ -848,11 +888,14 @@ static void report_failure(struct run *r, const struct cut_ctx *c,
 	if (r->failures > 1)
 		return;
 	r->first_failed_cut = c->cut;
-	fprintf(f, "FAIL at cut %zu of %zu log entries (seed %" PRIu64
-		"), variant %u (%s)\n    %s\n", c->cut, r->rec.nops,
-		r->seed, variant, variant == 0 ? "exact prefix"
-		: r->torn && variant % 3 == 2 ? "torn 512-byte pieces"
-		: "random subset, random order", why);
+	fprintf(f,
+		"FAIL at cut %zu of %zu log entries (seed %" PRIu64
+		"), variant %u (%s)\n    %s\n",
+		c->cut, r->rec.nops, r->seed, variant,
+		variant == 0		    ? "exact prefix" :
+		r->torn && variant % 3 == 2 ? "torn 512-byte pieces" :
+					      "random subset, random order",
+		why);
 	if (show_output) {
 		fputs("    qemu-img said:\n", f);
 		print_output(r);
@@ -884,9 +927,11 @@ static void report_failure(struct run *r, const struct cut_ctx *c,
 
 		if (g->log_end + 8 < from || g->log_start > c->cut + 8)
 			continue;
-		fprintf(f, "      guest #%zu %s off=%" PRIu64 " len=%" PRIu64
-			" log [%zu, %zu)\n", i, gop_names[g->kind], g->off,
-			g->len, g->log_start, g->log_end);
+		fprintf(f,
+			"      guest #%zu %s off=%" PRIu64 " len=%" PRIu64
+			" log [%zu, %zu)\n",
+			i, gop_names[g->kind], g->off, g->len, g->log_start,
+			g->log_end);
 	}
 	fprintf(f, "    the file is kept as %s\n", r->failed_path);
 }
@@ -908,8 +953,10 @@ static const char *our_repair(struct run *r, const char *path)
 
 	(void)r;
 	if (ret < 0) {
-		snprintf(why, sizeof(why), "libqcow cannot open it read-write: "
-			 "%s", err.msg[0] ? err.msg : strerror(-ret));
+		snprintf(why, sizeof(why),
+			 "libqcow cannot open it read-write: "
+			 "%s",
+			 err.msg[0] ? err.msg : strerror(-ret));
 		return why;
 	}
 	why[0] = 0;
@@ -941,10 +988,12 @@ static void check_variant(struct run *r, const struct cut_ctx *c,
 			  unsigned variant, const size_t *order, size_t n,
 			  bool torn)
 {
-	const char *check_args[] = { "check", "-f", "qcow2", r->cut_path, NULL };
-	const char *repair_args[] = { "check", "-f", "qcow2", "-r", "leaks",
-				      r->repair_path, NULL };
-	const char *ours_args[] = { "check", "-f", "qcow2", r->ours_path, NULL };
+	const char *check_args[] = { "check", "-f", "qcow2", r->cut_path,
+				     NULL };
+	const char *repair_args[] = { "check", "-f",	       "qcow2", "-r",
+				      "leaks", r->repair_path, NULL };
+	const char *ours_args[] = { "check", "-f", "qcow2", r->ours_path,
+				    NULL };
 	char msg[1200];
 	const char *why = NULL;
 	bool dirty, repaired, show = true;
@@ -987,8 +1036,10 @@ static void check_variant(struct run *r, const struct cut_ctx *c,
 			repair_args[4] = "all";
 		rc = run_qemu_img(r, repair_args);
 		if (rc != 0) {
-			snprintf(msg, sizeof(msg), "qemu-img check -r %s left "
-				 "exit %d", repair_args[4], rc);
+			snprintf(msg, sizeof(msg),
+				 "qemu-img check -r %s left "
+				 "exit %d",
+				 repair_args[4], rc);
 			why = msg;
 			goto out;
 		}
@@ -1002,9 +1053,11 @@ static void check_variant(struct run *r, const struct cut_ctx *c,
 		}
 		rc = run_qemu_img(r, ours_args);
 		if (rc != 0) {
-			snprintf(msg, sizeof(msg), "after libqcow's repair "
+			snprintf(msg, sizeof(msg),
+				 "after libqcow's repair "
 				 "(open read-write, check -r leaks, close), "
-				 "qemu-img check exit %d", rc);
+				 "qemu-img check exit %d",
+				 rc);
 			why = msg;
 			goto out;
 		}
@@ -1053,7 +1106,7 @@ static void check_cuts(struct run *r, const unsigned char *start_model,
 	uint64_t max_size = start_size;
 	struct fstate base = { 0 }, work = { 0 };
 	struct cut_ctx c = { .flush = SIZE_MAX };
-	size_t applied = 0;	/* log entries folded into base */
+	size_t applied = 0; /* log entries folded into base */
 
 	for (size_t i = 0; i < r->ngops; i++)
 		if (r->gops[i].kind == G_RESIZE &&
@@ -1135,7 +1188,9 @@ static void check_cuts(struct run *r, const unsigned char *start_model,
 			if (g->log_start >= cut)
 				break;
 			switch (g->kind) {
-			case G_WRITE: case G_ZERO: case G_DISCARD:
+			case G_WRITE:
+			case G_ZERO:
+			case G_DISCARD:
 			case G_COMPRESSED:
 				mark_skip(c.skip, g->off, g->len);
 				break;
@@ -1166,7 +1221,8 @@ static void check_cuts(struct run *r, const unsigned char *start_model,
 				if (torn || rng_below(&r->rng, 2))
 					order[n++] = w0 + i;
 			for (size_t i = n; i > 1; i--) {
-				size_t j = rng_below(&r->rng, i), t = order[i - 1];
+				size_t j = rng_below(&r->rng, i),
+				       t = order[i - 1];
 
 				order[i - 1] = order[j];
 				order[j] = t;
@@ -1184,15 +1240,36 @@ static void check_cuts(struct run *r, const unsigned char *start_model,
 
 /* ---- workers ---------------------------------------------------------- */
 
+/* "CHECKED FAILURES FIRST-CUT" from a worker's report; 0 or -1. */
+static int parse_result(const char *p, unsigned long *checked,
+			unsigned long *failures, size_t *first)
+{
+	unsigned long long v[3];
+	char *end;
+
+	for (int i = 0; i < 3; i++) {
+		errno = 0;
+		v[i] = strtoull(p, &end, 10);
+		if (errno || end == p)
+			return -1;
+		p = end;
+	}
+	*checked = (unsigned long)v[0];
+	*failures = (unsigned long)v[1];
+	*first = (size_t)v[2];
+	return 0;
+}
+
 static void worker_paths(struct run *r, unsigned k)
 {
-	snprintf(r->cut_path, sizeof(r->cut_path), "%s/cut-%u.qcow2", r->dir, k);
+	snprintf(r->cut_path, sizeof(r->cut_path), "%s/cut-%u.qcow2", r->dir,
+		 k);
 	snprintf(r->repair_path, sizeof(r->repair_path), "%s/repair-%u.qcow2",
 		 r->dir, k);
 	snprintf(r->ours_path, sizeof(r->ours_path), "%s/ours-repair-%u.qcow2",
 		 r->dir, k);
-	snprintf(r->out_path, sizeof(r->out_path), "%s/qemu-img-%u.out",
-		 r->dir, k);
+	snprintf(r->out_path, sizeof(r->out_path), "%s/qemu-img-%u.out", r->dir,
+		 k);
 	snprintf(r->failed_path, sizeof(r->failed_path),
 		 "%s/failed-cut-%u.qcow2", r->dir, k);
 }
@@ -1246,17 +1323,17 @@ static void run_workers(struct run *r, const unsigned char *start_model,
 				die("waitpid: %s", strerror(errno));
 		if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
 			die("checking worker %u died (%s %d): libqcow crashed "
-			    "on a cut image? see the messages above", k,
-			    WIFSIGNALED(status) ? "signal" : "exit",
-			    WIFSIGNALED(status) ? WTERMSIG(status)
-						: WEXITSTATUS(status));
+			    "on a cut image? see the messages above",
+			    k, WIFSIGNALED(status) ? "signal" : "exit",
+			    WIFSIGNALED(status) ? WTERMSIG(status) :
+						  WEXITSTATUS(status));
 		snprintf(path, sizeof(path), "%s/report-%u.txt", r->dir, k);
 		text = read_whole(path, &len);
 		text = xrealloc(text, len + 1);
 		text[len] = 0;
 		last = strstr((char *)text, "RESULT ");
-		if (!last || sscanf(last, "RESULT %lu %lu %zu", &checked,
-				    &failures, &first) != 3)
+		if (!last ||
+		    parse_result(last + 7, &checked, &failures, &first) < 0)
 			die("%s: no result line", path);
 		r->checked += checked;
 		r->failures += failures;
@@ -1273,8 +1350,9 @@ static void run_workers(struct run *r, const unsigned char *start_model,
 		snprintf(path, sizeof(path), "%s/report-%d.txt", r->dir, best);
 		text = read_whole(path, &len);
 		fprintf(stderr, "%s: ", prog);
-		fwrite(text, 1, (size_t)(strstr((char *)text, "RESULT ") -
-					 (char *)text), stderr);
+		fwrite(text, 1,
+		       (size_t)(strstr((char *)text, "RESULT ") - (char *)text),
+		       stderr);
 		free(text);
 	}
 }
@@ -1284,24 +1362,39 @@ static void run_workers(struct run *r, const unsigned char *start_model,
 static void usage(void)
 {
 	fprintf(stderr,
-"usage: %s [options] DIR\n"
-"  --seed N  --ops N (recorded guest ops, 150)  --prefill N (guest ops\n"
-"            before recording, 40)  --size N (8M)\n"
-"  --version 2|3  --cluster-size N  --refcount-bits N  --lazy\n"
-"  --backing FILE --backing-fmt qcow2|raw --backing-raw FILE\n"
-"  --cuts N (at most, 300)  --variants N (per cut, 3)  --torn\n"
-"  --jobs N (checking processes, default: CPUs)\n"
-"  --sabotage (lose a quarter of the flushed writes: must fail)\n"
-"  --no-compact  --qemu-img PATH  --dump FILE (log and guest ops)  -v\n",
+		"usage: %s [options] DIR\n"
+		"  --seed N  --ops N (recorded guest ops, 150)  --prefill N (guest ops\n"
+		"            before recording, 40)  --size N (8M)\n"
+		"  --version 2|3  --cluster-size N  --refcount-bits N  --lazy\n"
+		"  --backing FILE --backing-fmt qcow2|raw --backing-raw FILE\n"
+		"  --cuts N (at most, 300)  --variants N (per cut, 3)  --torn\n"
+		"  --jobs N (checking processes, default: CPUs)\n"
+		"  --sabotage (lose a quarter of the flushed writes: must fail)\n"
+		"  --no-compact  --qemu-img PATH  --dump FILE (log and guest ops)  -v\n",
 		prog);
 	exit(2);
 }
 
 enum {
-	OPT_SEED = 256, OPT_OPS, OPT_PREFILL, OPT_SIZE, OPT_VERSION,
-	OPT_CLUSTER, OPT_REFCOUNT, OPT_LAZY, OPT_BACKING, OPT_BACKING_FMT,
-	OPT_BACKING_RAW, OPT_CUTS, OPT_VARIANTS, OPT_TORN, OPT_NO_COMPACT,
-	OPT_QEMU_IMG, OPT_DUMP, OPT_JOBS, OPT_SABOTAGE,
+	OPT_SEED = 256,
+	OPT_OPS,
+	OPT_PREFILL,
+	OPT_SIZE,
+	OPT_VERSION,
+	OPT_CLUSTER,
+	OPT_REFCOUNT,
+	OPT_LAZY,
+	OPT_BACKING,
+	OPT_BACKING_FMT,
+	OPT_BACKING_RAW,
+	OPT_CUTS,
+	OPT_VARIANTS,
+	OPT_TORN,
+	OPT_NO_COMPACT,
+	OPT_QEMU_IMG,
+	OPT_DUMP,
+	OPT_JOBS,
+	OPT_SABOTAGE,
 };
 
 static void dump_log(const struct run *r)
@@ -1313,16 +1406,20 @@ static void dump_log(const struct run *r)
 	for (size_t i = 0; i < r->ngops; i++) {
 		const struct gop *g = &r->gops[i];
 
-		fprintf(f, "guest #%zu %s off=%" PRIu64 " len=%" PRIu64
-			" log [%zu, %zu)\n", i, gop_names[g->kind], g->off,
-			g->len, g->log_start, g->log_end);
+		fprintf(f,
+			"guest #%zu %s off=%" PRIu64 " len=%" PRIu64
+			" log [%zu, %zu)\n",
+			i, gop_names[g->kind], g->off, g->len, g->log_start,
+			g->log_end);
 		for (size_t j = g->log_start; j < g->log_end; j++) {
 			const struct fop *op = &r->rec.ops[j];
-			static const char *const names[] = {
-				"write", "flush", "punch", "truncate" };
+			static const char *const names[] = { "write", "flush",
+							     "punch",
+							     "truncate" };
 
-			fprintf(f, "    #%zu %s off=%" PRIu64 " len=%" PRIu64
-				"\n", j, names[op->kind], op->off, op->len);
+			fprintf(f,
+				"    #%zu %s off=%" PRIu64 " len=%" PRIu64 "\n",
+				j, names[op->kind], op->off, op->len);
 		}
 	}
 	fclose(f);
@@ -1353,8 +1450,13 @@ int main(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	struct run r = {
-		.seed = 1, .ops = 150, .prefill = 40, .max_cuts = 300,
-		.variants = 3, .compact = true, .qemu_img = "qemu-img",
+		.seed = 1,
+		.ops = 150,
+		.prefill = 40,
+		.max_cuts = 300,
+		.variants = 3,
+		.compact = true,
+		.qemu_img = "qemu-img",
 		.copts = { .size = 8 * MIB },
 	};
 	const char *backing_raw = NULL;
@@ -1366,31 +1468,68 @@ int main(int argc, char **argv)
 
 	while ((c = getopt_long(argc, argv, "v", longopts, NULL)) != -1) {
 		switch (c) {
-		case OPT_SEED: r.seed = parse_num(optarg); break;
-		case OPT_OPS: r.ops = parse_num(optarg); break;
-		case OPT_PREFILL: r.prefill = parse_num(optarg); break;
-		case OPT_SIZE: r.copts.size = parse_num(optarg); break;
-		case OPT_VERSION: r.copts.version = (int)parse_num(optarg); break;
+		case OPT_SEED:
+			r.seed = parse_num(optarg);
+			break;
+		case OPT_OPS:
+			r.ops = parse_num(optarg);
+			break;
+		case OPT_PREFILL:
+			r.prefill = parse_num(optarg);
+			break;
+		case OPT_SIZE:
+			r.copts.size = parse_num(optarg);
+			break;
+		case OPT_VERSION:
+			r.copts.version = (int)parse_num(optarg);
+			break;
 		case OPT_CLUSTER:
 			r.copts.cluster_size = (uint32_t)parse_num(optarg);
 			break;
 		case OPT_REFCOUNT:
 			r.copts.refcount_bits = (unsigned)parse_num(optarg);
 			break;
-		case OPT_LAZY: r.copts.lazy_refcounts = true; break;
-		case OPT_BACKING: r.copts.backing_file = optarg; break;
-		case OPT_BACKING_FMT: r.copts.backing_fmt = optarg; break;
-		case OPT_BACKING_RAW: backing_raw = optarg; break;
-		case OPT_CUTS: r.max_cuts = (unsigned)parse_num(optarg); break;
-		case OPT_VARIANTS: r.variants = (unsigned)parse_num(optarg); break;
-		case OPT_TORN: r.torn = true; break;
-		case OPT_NO_COMPACT: r.compact = false; break;
-		case OPT_QEMU_IMG: r.qemu_img = optarg; break;
-		case OPT_DUMP: r.dump_path = optarg; break;
-		case OPT_JOBS: r.jobs = (unsigned)parse_num(optarg); break;
-		case OPT_SABOTAGE: r.sabotage = true; break;
-		case 'v': r.verbose = true; break;
-		default: usage();
+		case OPT_LAZY:
+			r.copts.lazy_refcounts = true;
+			break;
+		case OPT_BACKING:
+			r.copts.backing_file = optarg;
+			break;
+		case OPT_BACKING_FMT:
+			r.copts.backing_fmt = optarg;
+			break;
+		case OPT_BACKING_RAW:
+			backing_raw = optarg;
+			break;
+		case OPT_CUTS:
+			r.max_cuts = (unsigned)parse_num(optarg);
+			break;
+		case OPT_VARIANTS:
+			r.variants = (unsigned)parse_num(optarg);
+			break;
+		case OPT_TORN:
+			r.torn = true;
+			break;
+		case OPT_NO_COMPACT:
+			r.compact = false;
+			break;
+		case OPT_QEMU_IMG:
+			r.qemu_img = optarg;
+			break;
+		case OPT_DUMP:
+			r.dump_path = optarg;
+			break;
+		case OPT_JOBS:
+			r.jobs = (unsigned)parse_num(optarg);
+			break;
+		case OPT_SABOTAGE:
+			r.sabotage = true;
+			break;
+		case 'v':
+			r.verbose = true;
+			break;
+		default:
+			usage();
 		}
 	}
 	if (argc - optind != 1 || r.max_cuts < 4 || r.variants < 1 ||
@@ -1477,9 +1616,11 @@ int main(int argc, char **argv)
 		if (final_len != replay.len ||
 		    memcmp(final, replay.p, final_len) != 0)
 			die("the top file changed behind the io backend: "
-			    "replaying %zu log entries gives %" PRIu64 " bytes, "
+			    "replaying %zu log entries gives %" PRIu64
+			    " bytes, "
 			    "the file has %" PRIu64 " (library wrote without "
-			    "qcow_io_ops?)", r.rec.nops, replay.len, final_len);
+			    "qcow_io_ops?)",
+			    r.rec.nops, replay.len, final_len);
 		free(final);
 		free(replay.p);
 		if (r.dump_path)
@@ -1491,8 +1632,8 @@ int main(int argc, char **argv)
 	}
 
 	printf("%zu log entries (%zu guest ops), %lu file states checked "
-	       "by %u workers, %lu failed\n", r.rec.nops, r.ngops, r.checked,
-	       r.jobs, r.failures);
+	       "by %u workers, %lu failed\n",
+	       r.rec.nops, r.ngops, r.checked, r.jobs, r.failures);
 	free(r.model);
 	free(r.buf);
 	free(r.backing);

@@ -116,7 +116,8 @@ int main(int argc, char **argv)
 			goto out_close_fd;
 		}
 		if ((size_t)r != n) {
-			fprintf(stderr, "%s: %s: short read at %llu: %zd of %zu\n",
+			fprintf(stderr,
+				"%s: %s: short read at %llu: %zd of %zu\n",
 				prog, image, (unsigned long long)off, r, n);
 			goto out_close_fd;
 		}

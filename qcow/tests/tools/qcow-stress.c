@@ -31,7 +31,9 @@
  *
  * Exit status: 0 when every operation succeeded and every read matched,
  * 1 otherwise (with the operation, its arguments and the first differing
- * byte on stderr; rerun with -v to see the whole sequence), 2 on bad usage.
+ * byte on stderr; rerun with -v to see the whole sequence), 2 on bad usage,
+ * 3 when the library refuses to open the image read-write with EROFS (a
+ * feature it supports read-only).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -75,6 +77,7 @@ struct stress {
 	uint32_t cluster;
 	int version;
 	bool has_backing;
+	bool has_snapshots; /* compaction needs an image without */
 
 	/* the model: guest disk content, and the backing file's */
 	unsigned char *model;
@@ -128,10 +131,10 @@ static uint64_t rnd(struct stress *s)
 	return s->rng * 0x2545F4914F6CDD1DULL;
 }
 
-/* A uniform-enough number in [0, n); n > 0. */
+/* A uniform-enough number in [0, n), or 0 if n is 0. */
 static uint64_t below(struct stress *s, uint64_t n)
 {
-	return rnd(s) % n;
+	return n ? rnd(s) % n : 0;
 }
 
 static void fill_random(struct stress *s, unsigned char *p, size_t n)
@@ -167,10 +170,23 @@ static uint64_t parse_size(const char *arg)
 	if (errno || end == arg)
 		die("bad number: %s", arg);
 	switch (*end) {
-	case 'k': case 'K': v <<= 10; end++; break;
-	case 'm': case 'M': v <<= 20; end++; break;
-	case 'g': case 'G': v <<= 30; end++; break;
-	default: break;
+	case 'k':
+	case 'K':
+		v <<= 10;
+		end++;
+		break;
+	case 'm':
+	case 'M':
+		v <<= 20;
+		end++;
+		break;
+	case 'g':
+	case 'G':
+		v <<= 30;
+		end++;
+		break;
+	default:
+		break;
 	}
 	if (*end)
 		die("bad number: %s", arg);
@@ -264,8 +280,10 @@ static void open_image(struct stress *s)
 
 	if (ret < 0) {
 		s->img = NULL;
-		die("%s: open: %s", s->path,
-		    err.msg[0] ? err.msg : strerror(-ret));
+		fprintf(stderr, "%s: %s: open: %s\n", prog, s->path,
+			err.msg[0] ? err.msg : strerror(-ret));
+		/* "cannot be written", as opposed to "broken": exit 3 */
+		exit(ret == -EROFS && s->oopts.read_write ? 3 : 1);
 	}
 	ret = qcow_image_info(s->img, &info);
 	if (ret < 0)
@@ -273,9 +291,11 @@ static void open_image(struct stress *s)
 	s->cluster = info.cluster_size;
 	s->version = info.version;
 	s->has_backing = info.backing_file != NULL;
+	s->has_snapshots = info.nb_snapshots > 0;
 	if (info.virtual_size != s->size && s->model)
-		die("op %lu: virtual size %" PRIu64 " after open, model has %"
-		    PRIu64, s->opno, info.virtual_size, s->size);
+		die("op %lu: virtual size %" PRIu64
+		    " after open, model has %" PRIu64,
+		    s->opno, info.virtual_size, s->size);
 }
 
 static void close_image(struct stress *s)
@@ -319,8 +339,9 @@ static void verify(struct stress *s, uint64_t off, uint64_t len,
 				i++;
 			die("op %lu (seed %" PRIu64 "): %s: mismatch at guest "
 			    "offset %" PRIu64 " (0x%" PRIx64 "): read 0x%02x, "
-			    "model 0x%02x", s->opno, s->seed, why, off + i,
-			    off + i, s->rbuf[i], s->model[off + i]);
+			    "model 0x%02x",
+			    s->opno, s->seed, why, off + i, off + i, s->rbuf[i],
+			    s->model[off + i]);
 		}
 		off += n;
 		len -= n;
@@ -351,8 +372,11 @@ static uint64_t rand_len(struct stress *s)
 	if (below(s, 3) == 0) {
 		/* sector- or cluster-multiple lengths */
 		uint64_t unit = below(s, 2) ? 512 : s->cluster;
-		uint64_t units = max / unit ? max / unit : 1;
-		uint64_t len = unit * (1 + below(s, units));
+		uint64_t units = max / unit, len;
+
+		if (units == 0)
+			units = 1;
+		len = unit * (1 + below(s, units));
 
 		return len < MAX_IO ? len : MAX_IO;
 	}
@@ -389,9 +413,9 @@ static void rand_range(struct stress *s, uint64_t *off, uint64_t *len)
 }
 
 enum write_kind {
-	W_DATA,		/* random or compressible data, one buffer */
-	W_ZERO_BUF,	/* a buffer of zeros (not write-zeroes) */
-	W_VECTOR,	/* data, in up to 8 iovecs */
+	W_DATA, /* random or compressible data, one buffer */
+	W_ZERO_BUF, /* a buffer of zeros (not write-zeroes) */
+	W_VECTOR, /* data, in up to 8 iovecs */
 };
 
 static void do_write(struct stress *s, uint64_t off, uint64_t len,
@@ -426,8 +450,8 @@ static void do_write(struct stress *s, uint64_t off, uint64_t len,
 			done += piece;
 		}
 		if (done < len)
-			iov[cnt++] = (struct iovec){ s->wbuf + done,
-						     len - done };
+			iov[cnt++] =
+				(struct iovec){ s->wbuf + done, len - done };
 		r = qcow_image_pwritev(s->img, iov, cnt, off);
 	} else {
 		r = qcow_image_pwrite(s->img, s->wbuf, len, off);
@@ -528,17 +552,19 @@ static void grow_to(struct stress *s, uint64_t new_size)
 	int r;
 
 	if (new_size < s->size)
-		die("--grow %" PRIu64 ": the disk has %" PRIu64 " bytes already",
+		die("--grow %" PRIu64 ": the disk has %" PRIu64
+		    " bytes already",
 		    new_size, s->size);
 	trace(s, "resize %" PRIu64 " -> %" PRIu64, s->size, new_size);
 	r = qcow_image_resize(s->img, new_size);
 	/*
 	 * A version 2 image cannot store zero clusters, so growing it over a
 	 * longer backing file would need the new area written with zeros;
-	 * qemu refuses with ENOTSUP there, and so may we.
+	 * qemu refuses with ENOTSUP there, and so may we (ENOTSUP is
+	 * EOPNOTSUPP on Linux).
 	 */
-	if ((r == -ENOTSUP || r == -EOPNOTSUPP) && s->version == 2 &&
-	    s->has_backing && s->backing_len > s->size) {
+	if (r == -ENOTSUP && s->version == 2 && s->has_backing &&
+	    s->backing_len > s->size) {
 		trace(s, "resize refused (v2 over a longer backing file)");
 		return;
 	}
@@ -619,7 +645,7 @@ static void random_op(struct stress *s)
 		do_resize(s);
 	} else if (r < 990) {
 		do_reopen(s);
-	} else if (s->compact) {
+	} else if (s->compact && !s->has_snapshots) {
 		do_compact(s);
 	}
 }
@@ -635,7 +661,8 @@ static void script_op(struct stress *s, const struct script_op *op)
 	}
 	if (off > s->size || len > s->size - off)
 		die("range %" PRIu64 "+%" PRIu64 " beyond the disk (%" PRIu64
-		    ")", off, len, s->size);
+		    ")",
+		    off, len, s->size);
 	while ((op->kind == FILL || op->kind == FILL_ZERO) && len > 0) {
 		uint64_t n = len < MAX_IO ? len : MAX_IO;
 
@@ -655,33 +682,50 @@ static void script_op(struct stress *s, const struct script_op *op)
 static void usage(void)
 {
 	fprintf(stderr,
-"usage: %s [options] IMAGE MODEL.raw\n"
-"  --seed N            random seed (default 1)\n"
-"  --ops N             random operations (default 1000, 0 with scripted ops)\n"
-"  --verify-every N    compare the whole disk every N operations (100)\n"
-"  --size N            virtual size when creating (default 64M, or backing)\n"
-"  --max-size N        no resize beyond this (default 2 x size)\n"
-"  --version 2|3  --cluster-size N  --refcount-bits N  --lazy\n"
-"  --backing FILE      create with this backing file\n"
-"  --backing-fmt qcow2|raw\n"
-"  --backing-raw FILE  the backing chain's content as raw (from qemu-img)\n"
-"  --no-compact        no compaction among the random operations\n"
-"  --fill-range OFF LEN (random data) | --fill-zero-range OFF LEN (zero\n"
-"  buffers) | --zero-range OFF LEN | --zero-unmap-range OFF LEN\n"
-"  | --discard-range OFF LEN | --grow SIZE   scripted operations, in order\n"
-"  --hold SECONDS      at the end, print \"ready\" and keep the image open\n"
-"                      (SIGTERM ends the wait, the image is closed cleanly)\n"
-"  -v                  trace every operation on stderr\n"
-"A new image is created if IMAGE does not exist; otherwise IMAGE is opened\n"
-"and MODEL.raw must hold its content.\n", prog);
+		"usage: %s [options] IMAGE MODEL.raw\n"
+		"  --seed N            random seed (default 1)\n"
+		"  --ops N             random operations (default 1000, 0 with scripted ops)\n"
+		"  --verify-every N    compare the whole disk every N operations (100)\n"
+		"  --size N            virtual size when creating (default 64M, or backing)\n"
+		"  --max-size N        no resize beyond this (default 2 x size)\n"
+		"  --version 2|3  --cluster-size N  --refcount-bits N  --lazy\n"
+		"  --backing FILE      create with this backing file\n"
+		"  --backing-fmt qcow2|raw\n"
+		"  --backing-raw FILE  the backing chain's content as raw (from qemu-img)\n"
+		"  --no-compact        no compaction among the random operations\n"
+		"  --fill-range OFF LEN (random data) | --fill-zero-range OFF LEN (zero\n"
+		"  buffers) | --zero-range OFF LEN | --zero-unmap-range OFF LEN\n"
+		"  | --discard-range OFF LEN | --grow SIZE   scripted operations, in order\n"
+		"  --hold SECONDS      at the end, print \"ready\" and keep the image open\n"
+		"                      (SIGTERM ends the wait, the image is closed cleanly)\n"
+		"  -v                  trace every operation on stderr\n"
+		"A new image is created if IMAGE does not exist; otherwise IMAGE is opened\n"
+		"and MODEL.raw must hold its content.\n",
+		prog);
 	exit(2);
 }
 
 enum {
-	OPT_SEED = 256, OPT_OPS, OPT_VERIFY_EVERY, OPT_SIZE, OPT_MAX_SIZE,
-	OPT_VERSION, OPT_CLUSTER, OPT_REFCOUNT, OPT_LAZY, OPT_BACKING,
-	OPT_BACKING_FMT, OPT_BACKING_RAW, OPT_NO_COMPACT, OPT_FILL, OPT_ZERO,
-	OPT_ZERO_UNMAP, OPT_DISCARD, OPT_HOLD, OPT_FILL_ZERO, OPT_GROW,
+	OPT_SEED = 256,
+	OPT_OPS,
+	OPT_VERIFY_EVERY,
+	OPT_SIZE,
+	OPT_MAX_SIZE,
+	OPT_VERSION,
+	OPT_CLUSTER,
+	OPT_REFCOUNT,
+	OPT_LAZY,
+	OPT_BACKING,
+	OPT_BACKING_FMT,
+	OPT_BACKING_RAW,
+	OPT_NO_COMPACT,
+	OPT_FILL,
+	OPT_ZERO,
+	OPT_ZERO_UNMAP,
+	OPT_DISCARD,
+	OPT_HOLD,
+	OPT_FILL_ZERO,
+	OPT_GROW,
 };
 
 int main(int argc, char **argv)
@@ -720,37 +764,60 @@ int main(int argc, char **argv)
 
 	while ((c = getopt_long(argc, argv, "v", longopts, NULL)) != -1) {
 		switch (c) {
-		case OPT_SEED: s.seed = parse_size(optarg); break;
+		case OPT_SEED:
+			s.seed = parse_size(optarg);
+			break;
 		case OPT_OPS:
 			s.ops = parse_size(optarg);
 			ops_given = true;
 			break;
-		case OPT_VERIFY_EVERY: s.verify_every = parse_size(optarg); break;
+		case OPT_VERIFY_EVERY:
+			s.verify_every = parse_size(optarg);
+			break;
 		case OPT_SIZE:
 			copts.size = parse_size(optarg);
 			size_given = true;
 			break;
-		case OPT_MAX_SIZE: s.max_size = parse_size(optarg); break;
-		case OPT_VERSION: copts.version = (int)parse_size(optarg); break;
+		case OPT_MAX_SIZE:
+			s.max_size = parse_size(optarg);
+			break;
+		case OPT_VERSION:
+			copts.version = (int)parse_size(optarg);
+			break;
 		case OPT_CLUSTER:
 			copts.cluster_size = (uint32_t)parse_size(optarg);
 			break;
 		case OPT_REFCOUNT:
 			copts.refcount_bits = (unsigned)parse_size(optarg);
 			break;
-		case OPT_LAZY: copts.lazy_refcounts = true; break;
-		case OPT_BACKING: copts.backing_file = optarg; break;
-		case OPT_BACKING_FMT: copts.backing_fmt = optarg; break;
-		case OPT_BACKING_RAW: backing_raw = optarg; break;
-		case OPT_NO_COMPACT: s.compact = false; break;
-		case OPT_FILL: case OPT_FILL_ZERO: case OPT_ZERO:
-		case OPT_ZERO_UNMAP: case OPT_DISCARD:
+		case OPT_LAZY:
+			copts.lazy_refcounts = true;
+			break;
+		case OPT_BACKING:
+			copts.backing_file = optarg;
+			break;
+		case OPT_BACKING_FMT:
+			copts.backing_fmt = optarg;
+			break;
+		case OPT_BACKING_RAW:
+			backing_raw = optarg;
+			break;
+		case OPT_NO_COMPACT:
+			s.compact = false;
+			break;
+		case OPT_FILL:
+		case OPT_FILL_ZERO:
+		case OPT_ZERO:
+		case OPT_ZERO_UNMAP:
+		case OPT_DISCARD:
 			if (nscript == MAX_SCRIPT || optind >= argc)
 				usage();
-			script[nscript].kind = c == OPT_FILL ? FILL
-				: c == OPT_FILL_ZERO ? FILL_ZERO
-				: c == OPT_ZERO ? ZERO
-				: c == OPT_ZERO_UNMAP ? ZERO_UNMAP : DISCARD;
+			script[nscript].kind = c == OPT_FILL	  ? FILL :
+					       c == OPT_FILL_ZERO ? FILL_ZERO :
+					       c == OPT_ZERO	  ? ZERO :
+					       c == OPT_ZERO_UNMAP ?
+							       ZERO_UNMAP :
+							       DISCARD;
 			script[nscript].offset = parse_size(optarg);
 			script[nscript].len = parse_size(argv[optind++]);
 			nscript++;
@@ -763,9 +830,14 @@ int main(int argc, char **argv)
 			script[nscript].len = 0;
 			nscript++;
 			break;
-		case OPT_HOLD: hold = (unsigned)parse_size(optarg); break;
-		case 'v': s.verbose = true; break;
-		default: usage();
+		case OPT_HOLD:
+			hold = (unsigned)parse_size(optarg);
+			break;
+		case 'v':
+			s.verbose = true;
+			break;
+		default:
+			usage();
 		}
 	}
 	if (argc - optind != 2)
