@@ -144,7 +144,7 @@ qio() {
 
 # img_size IMAGE: virtual size according to qemu-img.
 img_size() {
-	qemu-img info -U --output=json "$1" | jq -r '."virtual-size"'
+	qemu-img info -U --output=json "$1" 2>/dev/null | jq -r '."virtual-size"'
 }
 
 # map_json_normal FILE: qemu-img map JSON in one canonical form.

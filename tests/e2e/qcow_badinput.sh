@@ -20,6 +20,9 @@
 # backing file name) survive a header rewrite (resize); an image marked
 # corrupt is not written; a dirty lazy-refcounts image left by a crashed
 # qemu is repaired when opened read-write.
+# Setup runs in "(set -e; ...)" subshells whose status is read from $?
+# afterwards: inside an if condition errexit would be off.
+# shellcheck disable=SC2181
 set -u
 . "$(dirname "$0")/lib.sh"
 e2e_init qcow-badinput

@@ -54,7 +54,7 @@ for prog in qcow-stress qcow-tool; do
 done
 
 # ---- libqcow holds the image ----------------------------------------------
-cd "$T"
+cd "$T" || exit 1
 qcow-stress --size 16M --fill-range 0 1M --hold 60 ours.qcow2 ours.raw \
 	>holder.out 2>&1 &
 holder=$!

@@ -11,6 +11,9 @@
 # every guest write that was flushed before the cut. One case per
 # configuration; a failure shows the first failing cut in detail, and the
 # file of that cut stays in the scratch directory with UNIKIT_E2E_KEEP=1.
+# Setup runs in "(set -e; ...)" subshells whose status is read from $?
+# afterwards: inside an if condition errexit would be off.
+# shellcheck disable=SC2181
 set -u
 . "$(dirname "$0")/lib.sh"
 e2e_init qcow-powercut

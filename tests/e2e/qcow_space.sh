@@ -66,7 +66,7 @@ stress() {
 	fi
 }
 
-cd "$T"
+cd "$T" || exit 1
 stress fill --seed 1 --size 256M --cluster-size 64k --fill-range 0 256M \
 	img.qcow2 model.raw
 sync img.qcow2
