@@ -159,6 +159,7 @@ int qc_header_parse(const uint8_t *b, size_t len, uint64_t file_size,
 	}
 	if (h->backing_file_offset) {
 		if (h->backing_file_size > 1023 || h->backing_file_size == 0 ||
+		    h->backing_file_size > cs ||
 		    h->backing_file_offset > cs - h->backing_file_size) {
 			snprintf(why, whylen, "invalid backing file name (offset 0x%llx, %u bytes)",
 				 (unsigned long long)h->backing_file_offset, h->backing_file_size);
