@@ -770,6 +770,79 @@ out_unclaim:
 
 static int zero_cluster_entry(struct qcow_image *img, uint64_t gc, bool discard, bool unmap);
 
+/*
+ * Whole guest clusters from gc on that each need a new host cluster: take
+ * them in one allocation, so they lie side by side, and write them with one
+ * request. *written is 0 when fewer than two qualify (the caller then goes
+ * cluster by cluster). Lock held.
+ */
+#define RUN_MAX 256
+
+static int write_run(struct qcow_image *img, uint64_t gc, const struct iovec *iov, int n,
+		     size_t done, size_t avail, size_t *written)
+{
+	uint64_t cs = img->cluster_size, cnt = 0, host;
+	struct iovec sub[SUB_IOV_MAX];
+	int r, k;
+
+	*written = 0;
+	while ((cnt + 1) * cs <= avail && cnt < RUN_MAX) {
+		uint64_t e, bm;
+
+		if (img->nbusy && busy_has(img, gc + cnt))
+			break;
+		k = iov_sub(iov, n, done + cnt * cs, cs, sub, SUB_IOV_MAX);
+		if (k < 0 || iov_is_zero(sub, k))
+			break;
+		r = entry_get(img, gc + cnt, &e, &bm);
+		if (r < 0)
+			return r;
+		enum ctype t = classify(img, e);
+
+		if ((t == C_NORMAL || t == C_ZERO_ALLOC) && (e & OFLAG_COPIED))
+			break;	/* written in place */
+		cnt++;
+	}
+	if (cnt < 2)
+		return 0;
+	k = iov_sub(iov, n, done, cnt * cs, sub, SUB_IOV_MAX);
+	if (k < 0)
+		return 0;
+	r = qc_alloc_clusters(img, cnt, &host);
+	if (r < 0)
+		return r;
+	r = qc_check_overlap(img, host, cnt * cs);
+	if (r < 0)
+		return r;
+	for (uint64_t i = 0; i < cnt; i++) {
+		r = busy_add(img, gc + i);
+		if (r == 0)
+			r = set_entry(img, gc + i, (host + i * cs) | OFLAG_COPIED);
+		if (r < 0) {
+			for (uint64_t j = 0; j <= i; j++)
+				busy_del(img, gc + j);
+			pthread_cond_broadcast(&img->io_done);
+			return r;
+		}
+	}
+	qc_io_begin(img);
+	pthread_mutex_unlock(&img->lock);
+	r = qc_file_pwritev_data(&img->file, sub, k, host);
+	pthread_mutex_lock(&img->lock);
+	qc_io_end(img);
+	for (uint64_t i = 0; i < cnt; i++)
+		busy_del(img, gc + i);
+	pthread_cond_broadcast(&img->io_done);
+	if (r < 0) {
+		/* As in write_chunk: no pointer to data that did not arrive. */
+		for (uint64_t i = 0; i < cnt; i++)
+			set_entry(img, gc + i, img->h.version >= 3 ? OFLAG_ZERO : 0);
+		return qc_err(img, r, "writing data at 0x%llx failed", (unsigned long long)host);
+	}
+	*written = cnt * cs;
+	return 0;
+}
+
 /* Called and returns with img->lock held. */
 int qc_write_guest(struct qcow_image *img, const struct iovec *iov, int n, uint64_t off,
 		size_t len)
@@ -792,6 +865,17 @@ int qc_write_guest(struct qcow_image *img, const struct iovec *iov, int n, uint6
 			return qc_err(img, k, "too many I/O vectors");
 		if (img->nbusy)
 			busy_wait(img, gc);
+		if (in == 0 && len - done >= 2 * (size_t)img->cluster_size) {
+			size_t w;
+
+			r = write_run(img, gc, iov, n, done, len - done, &w);
+			if (r < 0)
+				return r;
+			if (w) {
+				done += w;
+				continue;
+			}
+		}
 		if (iov_is_zero(sub, k)) {
 			uint64_t e, bm;
 

@@ -561,15 +561,30 @@ static int alloc_at_end(struct qcow_image *img, uint64_t n, uint64_t *host_off)
 	free(blk);
 	if (r == 0 && nb)
 		r = qc_file_flush(&img->file);
-	for (uint64_t reg = P / epb; reg <= last_region && r == 0; reg++) {
-		if (!(img->reftable[reg] & (1ull << 63)))
-			continue;
-		uint8_t be[8];
+	if (r == 0 && nb) {
+		/*
+		 * The new blocks count one another's clusters, so their table
+		 * entries must reach the disk together: one write for the
+		 * whole (contiguous) range of entries.
+		 */
+		uint64_t first = P / epb, cnt = last_region - first + 1;
+		uint8_t *be = malloc(cnt * 8);
 
-		img->reftable[reg] &= ~(1ull << 63);
-		store_be64(be, img->reftable[reg]);
-		r = qc_file_pwrite(&img->file, be, 8, img->h.refcount_table_offset + reg * 8);
-		qc_meta_set_add(img, img->reftable[reg] / cs);
+		if (!be) {
+			r = -ENOMEM;
+		} else {
+			for (uint64_t i = 0; i < cnt; i++)
+				store_be64(be + 8 * i, img->reftable[first + i] & ~(1ull << 63));
+			r = qc_file_pwrite(&img->file, be, cnt * 8,
+					   img->h.refcount_table_offset + first * 8);
+			free(be);
+		}
+		for (uint64_t reg = first; reg <= last_region && r == 0; reg++) {
+			if (!(img->reftable[reg] & (1ull << 63)))
+				continue;
+			img->reftable[reg] &= ~(1ull << 63);
+			qc_meta_set_add(img, img->reftable[reg] / cs);
+		}
 	}
 	if (r == 0 && nb)
 		r = qc_file_flush(&img->file);

@@ -25,8 +25,12 @@
  * the input, so each input runs the same sequence every time and no state
  * survives between runs. Errors returned by the library are expected and
  * ignored: what this target looks for is crashes, sanitizer reports,
- * leaks and hangs. Every loop is bounded so a run stays far below
- * libFuzzer's -timeout=10 and -rss_limit_mb=2048.
+ * leaks and hangs, plus four invariants that trap when broken: map runs
+ * tile the disk in order; snapshot ids and names are terminated; on an
+ * image that checked clean, a write that succeeded reads back; and such
+ * an image still checks clean after the fault-free read-write pass. Every
+ * loop is bounded so a run stays far below libFuzzer's -timeout=10 and
+ * -rss_limit_mb=2048.
  *
  * Safety: an image may name an external data file, which the library
  * opens through the POSIX backend even with no_backing (qcow.h says so).
@@ -50,15 +54,15 @@
 
 /* Bounds on the work one input can cause. */
 #define MAP_MAX_RUNS 4096
-#define READ_HEAD (1u << 20)		/* read the first MiB */
-#define SCATTER_READS 8			/* then this many reads elsewhere */
-#define IO_MAX (64u << 10)		/* longest scattered read or write */
+#define READ_HEAD (1u << 20) /* read the first MiB */
+#define SCATTER_READS 8 /* then this many reads elsewhere */
+#define IO_MAX (64u << 10) /* longest scattered read or write */
 #define WRITES 4
-#define BULK_WRITES 2			/* of BULK bytes each */
+#define BULK_WRITES 2 /* of BULK bytes each */
 #define BULK (1u << 20)
-#define FAULT_AFTER_MAX 48		/* writing calls before the fault */
-#define L2_CACHE_BYTES (256u << 10)	/* small, so eviction runs too */
-#define SCRATCH (2u << 20)		/* a 2 MiB cluster, or two halves */
+#define FAULT_AFTER_MAX 48 /* writing calls before the fault */
+#define L2_CACHE_BYTES (256u << 10) /* small, so eviction runs too */
+#define SCRATCH (2u << 20) /* a 2 MiB cluster, or two halves */
 
 /* Byte 79 of a v3 header, bit 2: the external data file feature. */
 #define HDR_INCOMPAT_LAST_BYTE 79
@@ -261,7 +265,7 @@ static const struct qcow_io_ops mem_io = {
  */
 struct run {
 	struct memfile file;
-	uint8_t *buf;		/* SCRATCH bytes */
+	uint8_t *buf; /* SCRATCH bytes */
 	uint64_t rng;
 	size_t seen;
 };
@@ -277,7 +281,7 @@ static uint64_t rng_next(uint64_t *s)
 
 static uint64_t rng_seed(const uint8_t *data, size_t size)
 {
-	uint64_t h = 0xcbf29ce484222325ull;	/* FNV-1a */
+	uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a */
 
 	for (size_t i = 0; i < size; i++)
 		h = (h ^ data[i]) * 0x100000001b3ull;
@@ -314,7 +318,7 @@ static uint64_t rng_offset(uint64_t *s, uint64_t size, size_t len)
 		return 0;
 	off = r % (size - len + 1);
 	if (r >> 63)
-		off &= ~(uint64_t)511;	/* half of them sector-aligned */
+		off &= ~(uint64_t)511; /* half of them sector-aligned */
 	return off;
 }
 
@@ -331,7 +335,7 @@ static void log_discard(void *opaque, enum qcow_log_level level,
 /* The walk of qcow_image_map: runs must tile the range, in order. */
 struct map_state {
 	unsigned runs;
-	uint64_t next;		/* where the next run must start */
+	uint64_t next; /* where the next run must start */
 };
 
 static int map_check_run(void *opaque, const struct qcow_map_run *run)
@@ -340,7 +344,7 @@ static int map_check_run(void *opaque, const struct qcow_map_run *run)
 
 	if (run->start != m->next || run->length == 0 ||
 	    __builtin_add_overflow(run->start, run->length, &m->next))
-		__builtin_trap();	/* a gap, an overlap or an empty run */
+		__builtin_trap(); /* a gap, an overlap or an empty run */
 	return ++m->runs >= MAP_MAX_RUNS ? 1 : 0;
 }
 
@@ -542,7 +546,7 @@ static void phase_read_write(struct run *r, bool faulty)
 
 	(void)qcow_image_flush(img);
 	if (clean && !faulty && !image_clean(img))
-		__builtin_trap();	/* our own writes damaged the image */
+		__builtin_trap(); /* our own writes damaged the image */
 	(void)qcow_image_check(img, &res, QCOW_CHECK_REPAIR_ALL);
 	(void)qcow_image_compact(img);
 	read_spread(r, img);
@@ -568,7 +572,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	/* In a version 2 image (bytes 4-7) byte 79 belongs to an extension. */
 	if (size > HDR_INCOMPAT_LAST_BYTE &&
 	    !(data[4] == 0 && data[5] == 0 && data[6] == 0 && data[7] == 2))
-		r.file.buf[HDR_INCOMPAT_LAST_BYTE] &= (uint8_t)~INCOMPAT_DATA_FILE;
+		r.file.buf[HDR_INCOMPAT_LAST_BYTE] &=
+			(uint8_t)~INCOMPAT_DATA_FILE;
 
 	r.buf = malloc(SCRATCH);
 	if (!r.buf)
