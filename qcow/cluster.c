@@ -138,22 +138,11 @@ void qc_l2_set(const struct qcow_image *img, uint8_t *slice, uint32_t i, uint64_
 
 int qc_l2_write_dirty(struct qcow_image *img)
 {
-	struct mcache *c = &img->l2c;
+	int r = qc_cache_write_dirty(img, &img->l2c, "L2 table");
 
-	for (unsigned i = 0; i < c->n; i++) {
-		struct mcache_ent *e = &c->ents[i];
-
-		if (!e->used || !e->dirty)
-			continue;
-		int r = qc_file_pwrite(&img->file, e->buf, c->buf_size, e->off);
-
-		if (r < 0)
-			return qc_err(img, r, "writing L2 table at 0x%llx failed",
-				    (unsigned long long)e->off);
-		e->dirty = false;
-	}
-	img->l2_dirty = false;
-	return 0;
+	if (r == 0)
+		img->l2_dirty = false;
+	return r;
 }
 
 int qc_l1_write_dirty(struct qcow_image *img)
@@ -552,6 +541,19 @@ int qc_read_guest(struct qcow_image *img, const struct iovec *iov, int n, uint64
 
 /* --- writes --- */
 
+/* Write guest data with the lock dropped; meta_flush waits for it. */
+static int write_unlocked(struct qcow_image *img, const struct iovec *v, int n, uint64_t off)
+{
+	int r;
+
+	qc_io_begin(img);
+	pthread_mutex_unlock(&img->lock);
+	r = qc_file_pwritev_data(&img->file, v, n, off);
+	pthread_mutex_lock(&img->lock);
+	qc_io_end(img);
+	return r;
+}
+
 /* Fill buf (a cluster) with what guest cluster gc reads as now. */
 static int old_content(struct qcow_image *img, uint64_t gc, uint64_t e, uint8_t *buf)
 {
@@ -650,11 +652,7 @@ static int write_chunk(struct qcow_image *img, uint64_t gc, uint64_t in,
 		r = busy_add(img, gc);
 		if (r < 0)
 			return qc_err(img, r, "out of memory");
-		qc_io_begin(img);
-		pthread_mutex_unlock(&img->lock);
-		r = qc_file_pwritev_data(&img->file, sub, k, host + in);
-		pthread_mutex_lock(&img->lock);
-		qc_io_end(img);
+		r = write_unlocked(img, sub, k, host + in);
 		busy_del(img, gc);
 		pthread_cond_broadcast(&img->io_done);
 		if (r < 0)
@@ -740,11 +738,7 @@ static int write_chunk(struct qcow_image *img, uint64_t gc, uint64_t in,
 			busy_del(img, gc);
 			return r;
 		}
-		qc_io_begin(img);
-		pthread_mutex_unlock(&img->lock);
-		r = qc_file_pwritev_data(&img->file, v, nv, wstart);
-		pthread_mutex_lock(&img->lock);
-		qc_io_end(img);
+		r = write_unlocked(img, v, nv, wstart);
 		busy_del(img, gc);
 		pthread_cond_broadcast(&img->io_done);
 		if (r < 0) {
@@ -825,11 +819,7 @@ static int write_run(struct qcow_image *img, uint64_t gc, const struct iovec *io
 			return r;
 		}
 	}
-	qc_io_begin(img);
-	pthread_mutex_unlock(&img->lock);
-	r = qc_file_pwritev_data(&img->file, sub, k, host);
-	pthread_mutex_lock(&img->lock);
-	qc_io_end(img);
+	r = write_unlocked(img, sub, k, host);
 	for (uint64_t i = 0; i < cnt; i++)
 		busy_del(img, gc + i);
 	pthread_cond_broadcast(&img->io_done);

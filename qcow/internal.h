@@ -274,6 +274,7 @@ void qc_mcache_drop(struct mcache *c, struct mcache_ent *e);
 void qc_mcache_drop_range(struct mcache *c, uint64_t off, uint64_t len);
 
 /* --- refcount.c --- */
+int qc_cache_write_dirty(struct qcow_image *img, struct mcache *c, const char *what);
 int qc_rc_get(struct qcow_image *img, uint64_t cluster, uint64_t *out);
 int qc_rc_set(struct qcow_image *img, uint64_t cluster, uint64_t v);
 int qc_rc_add(struct qcow_image *img, uint64_t cluster, int64_t delta);

@@ -204,10 +204,9 @@ void qc_rb_set_entry(const struct qcow_image *img, uint8_t *rb, uint32_t i, uint
 	}
 }
 
-int qc_rb_write_dirty(struct qcow_image *img)
+/* Write every dirty entry of cache c back to the image file. */
+int qc_cache_write_dirty(struct qcow_image *img, struct mcache *c, const char *what)
 {
-	struct mcache *c = &img->rbc;
-
 	for (unsigned i = 0; i < c->n; i++) {
 		struct mcache_ent *e = &c->ents[i];
 
@@ -216,12 +215,20 @@ int qc_rb_write_dirty(struct qcow_image *img)
 		int r = qc_file_pwrite(&img->file, e->buf, c->buf_size, e->off);
 
 		if (r < 0)
-			return qc_err(img, r, "writing refcount block at 0x%llx failed",
-				    (unsigned long long)e->off);
+			return qc_err(img, r, "writing %s at 0x%llx failed", what,
+				      (unsigned long long)e->off);
 		e->dirty = false;
 	}
-	img->rb_dirty = false;
 	return 0;
+}
+
+int qc_rb_write_dirty(struct qcow_image *img)
+{
+	int r = qc_cache_write_dirty(img, &img->rbc, "refcount block");
+
+	if (r == 0)
+		img->rb_dirty = false;
+	return r;
 }
 
 int qc_rb_load(struct qcow_image *img, uint64_t rb_off, struct mcache_ent **out)
