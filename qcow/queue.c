@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -85,7 +86,15 @@ int qcow_queue_new(struct qcow_queue **out, struct qcow_image *img, unsigned dep
 	q->depth = depth;
 	q->pending = calloc(depth, sizeof(*q->pending));
 	q->done = calloc(depth, sizeof(*q->done));
-	q->nthreads = depth < 64 ? depth : 64;
+	/*
+	 * More threads than the CPUs can run only fight over the image lock:
+	 * four per CPU keep a device busy without that (measured: 32 workers
+	 * on 2 CPUs read cached data at half the speed of 8).
+	 */
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	unsigned want = cpus > 0 && cpus < 16 ? (unsigned)cpus * 4 : 64;
+
+	q->nthreads = depth < want ? depth : want;
 	q->threads = calloc(q->nthreads, sizeof(pthread_t));
 	if (!q->pending || !q->done || !q->threads) {
 		free(q->pending);
