@@ -309,13 +309,8 @@ int cmd_info(struct tool *t, int argc, char **argv)
 	if (optind != argc - 1)
 		return tool_usage_err("Expecting one image file name");
 	path = argv[optind];
-	if (output && !strcmp(output, "json")) {
-		json = true;
-	} else if (output && strcmp(output, "human") != 0) {
-		tool_err(
-			"--output must be used with human or json as argument.");
+	if (tool_output_json(output, &json) < 0)
 		return 1;
-	}
 	if (json && chain && !(arr = json_array())) {
 		tool_err("out of memory");
 		return 1;

@@ -167,13 +167,8 @@ int cmd_map(struct tool *t, int argc, char **argv)
 	if (optind != argc - 1)
 		return tool_usage_err("Expecting one image file name");
 	m.path = argv[optind];
-	if (output && !strcmp(output, "json")) {
-		m.json = true;
-	} else if (output && strcmp(output, "human") != 0) {
-		tool_err(
-			"--output must be used with human or json as argument.");
+	if (tool_output_json(output, &m.json) < 0)
 		return 1;
-	}
 	if (disk_open(&d, t, m.path, fmt, m.flags) < 0)
 		return 1;
 

@@ -53,6 +53,8 @@ void tool_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int tool_usage_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Report getopt's ':' (missing argument) or '?' (unknown option). */
 int tool_opt_err(int c, char **argv);
+/* --output=human|json: sets *json; prints qemu's error and returns -1 otherwise. */
+int tool_output_json(const char *output, bool *json);
 
 /* util.c: numbers and sizes, with qemu's syntax and messages */
 /* Parse "1.5G", "512", "0x1000", "64k": 0, -EINVAL or -ERANGE. */

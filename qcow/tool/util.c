@@ -53,6 +53,16 @@ int tool_usage_err(const char *fmt, ...)
 	return 1;
 }
 
+int tool_output_json(const char *output, bool *json)
+{
+	*json = output && !strcmp(output, "json");
+	if (output && !*json && strcmp(output, "human") != 0) {
+		tool_err("--output must be used with human or json as argument.");
+		return -1;
+	}
+	return 0;
+}
+
 int tool_opt_err(int c, char **argv)
 {
 	char shortopt[3] = { '-', (char)optopt, 0 };
