@@ -15,7 +15,7 @@
 # Layout of an output directory:
 #
 #   lib/lib<comp>.a        <comp>/*.c
-#   bin/<program>          <program>_SRCS, e.g. qcow/tool/*.c -> bin/qcow-tool
+#   bin/<program>          <program>_MAIN_SRCS, e.g. qcow/tool/*.c -> bin/qcow-tool
 #   tests/test_<x>         <comp>/tests/test_<x>.c, one unit test program each
 #   tests/bin/<name>       <comp>/tests/tools/<name>.c, helpers for tests
 #   fuzz/<comp>/fuzz_<x>   <comp>/fuzz/fuzz_<x>.c (with the replay main, or
@@ -33,7 +33,7 @@ MAKEFLAGS += --no-builtin-rules
 
 # Components in dependency order: a component may link only against those
 # before it. Each includes <comp>/module.mk.
-COMPONENTS := base qcow
+COMPONENTS := base qcow vpnkit
 
 SANITIZE ?= 0
 FUZZ ?= 0
@@ -105,7 +105,8 @@ endif
 #   <c>_SRCS      sources of lib<c>.a (usually $(wildcard <c>/*.c))
 #   <c>_LIBS      other components' libraries it uses, in link order
 #   <c>_LDLIBS    system libraries it needs (-lz ...)
-#   <c>_PROGRAMS  programs it builds; for each, <program>_SRCS
+#   <c>_PROGRAMS  programs it builds; for each, <program>_MAIN_SRCS (not
+#                 _SRCS: a program may share its component's name)
 # and appends -I<c>/include to INCLUDES.
 include $(addsuffix /module.mk,$(COMPONENTS))
 
@@ -121,9 +122,9 @@ $(foreach c,$(COMPONENTS),\
 
 # Programs whose sources exist (a tool not written yet is simply absent).
 PROGRAMS :=
-$(foreach c,$(COMPONENTS),$(foreach p,$($(c)_PROGRAMS),$(if $($(p)_SRCS),\
+$(foreach c,$(COMPONENTS),$(foreach p,$($(c)_PROGRAMS),$(if $($(p)_MAIN_SRCS),\
 	$(eval PROGRAMS += $(BUILD_DIR)/bin/$(p))\
-	$(eval $(BUILD_DIR)/bin/$(p): $(call objs,$($(p)_SRCS)) \
+	$(eval $(BUILD_DIR)/bin/$(p): $(call objs,$($(p)_MAIN_SRCS)) \
 		$(call lib_files,$(c)))\
 	$(eval $(BUILD_DIR)/bin/$(p): LINK_LIBS := $(call link_libs,$(c))))))
 
@@ -168,7 +169,7 @@ $(FUZZERS): EXTRA_LDFLAGS := $(FUZZ_LDFLAGS)
 
 ALL_OBJS := $(sort $(foreach c,$(COMPONENTS),$(call objs,$($(c)_SRCS) \
 		$($(c)_TEST_SRCS) $($(c)_TOOL_SRCS) $($(c)_FUZZ_SRCS))) \
-	    $(foreach p,$(PROGRAMS),$(call objs,$($(notdir $(p))_SRCS))) \
+	    $(foreach p,$(PROGRAMS),$(call objs,$($(notdir $(p))_MAIN_SRCS))) \
 	    $(FUZZ_MAIN))
 
 # ---------------------------------------------------------------- rules

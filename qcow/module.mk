@@ -11,4 +11,4 @@ qcow_SRCS      := $(wildcard qcow/*.c)
 qcow_LIBS      := base
 qcow_LDLIBS    := -lz -lzstd
 qcow_PROGRAMS  := qcow-tool
-qcow-tool_SRCS := $(wildcard qcow/tool/*.c)
+qcow-tool_MAIN_SRCS := $(wildcard qcow/tool/*.c)
