@@ -71,6 +71,26 @@ static void key_norm(struct vk_flow_key *out, const struct vk_flow_key *k)
 	out->pad2 = 0;
 }
 
+/* The per-protocol flow counters of struct vpnkit_stats. */
+static void flow_count(struct vpnkit *vk, const struct vk_flow *f, int d)
+{
+	struct vpnkit_stats *st = vk_stats(vk);
+	unsigned *n;
+
+	switch (f->key.proto) {
+	case IPPROTO_TCP:
+		n = &st->tcp_flows;
+		break;
+	case IPPROTO_UDP:
+		n = &st->udp_flows;
+		break;
+	default:
+		n = &st->icmp_flows;
+		break;
+	}
+	*n = (unsigned)((int)*n + d);
+}
+
 struct vk_flow *vk_flow_lookup(struct vpnkit *vk, const struct vk_flow_key *k)
 {
 	struct vk_flow *flows;
@@ -106,6 +126,7 @@ struct vk_flow *vk_flow_new(struct vpnkit *vk, const struct vk_flow_key *k,
 	f->active_ns = vk_now_ns();
 	f->in_use = true;
 	f->hashed = true;
+	flow_count(vk, f, 1);
 	b = key_hash(&f->key) & mask;
 	f->next_free = hash[b];
 	hash[b] = f->index;
@@ -143,6 +164,7 @@ void vk_flow_free(struct vpnkit *vk, struct vk_flow *f)
 		vk_fd_give(vk);
 		f->fd = -1;
 	}
+	flow_count(vk, f, -1);
 	f->in_use = false;
 	f->port = NULL;
 	f->next_free = *free_head;

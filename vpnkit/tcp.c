@@ -106,6 +106,7 @@ struct tcp_conn {
 	bool peek_off; /* SO_PEEK_OFF works on this socket */
 	bool dupacks_owed; /* send 3 duplicate ACKs when writable */
 	bool rdhup; /* the peer closed its side */
+	bool host_ready; /* the socket may hold data not yet peeked */
 	uint8_t retries;
 	uint8_t dupacks; /* duplicate ACKs seen from the VM */
 	uint16_t mss; /* payload per segment to the VM */
@@ -113,6 +114,7 @@ struct tcp_conn {
 	uint32_t snd_nxt; /* next sequence number we send */
 	uint32_t rcv_nxt; /* next sequence number we expect */
 	uint32_t rcv_wnd_sent; /* window last advertised, bytes */
+	uint32_t rcv_acked; /* rcv_nxt in the last ACK we sent */
 	uint32_t snd_wnd; /* the VM's window, bytes */
 	uint64_t rto_ns; /* current retransmission timeout */
 	uint64_t deadline; /* retransmit, SYN or FIN timeout; 0: none */
@@ -300,8 +302,10 @@ static size_t hdr_fill(struct vk_flow *f, uint8_t *h, uint32_t seq,
 	}
 	store_be16(th + 14, (uint16_t)wnd);
 	memset(th + 16, 0, 4);
-	if (flags & F_ACK)
+	if (flags & F_ACK) {
 		c->ack_due = false;
+		c->rcv_acked = c->rcv_nxt;
+	}
 	return c->hdr_len + optlen;
 }
 
@@ -435,7 +439,6 @@ static void tcp_close(struct vpnkit *vk, struct vk_flow *f, bool reset_host)
 
 		setsockopt(f->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
 	}
-	vk_stats(vk)->tcp_flows--;
 	vk_flow_free(vk, f);
 }
 
@@ -509,7 +512,8 @@ static int tcp_send_data(struct vpnkit *vk, struct vk_flow *f)
 	unsigned i = 0;
 	uint32_t rwnd;
 
-	if (c->state != T_ESTABLISHED || c->host_eof || f->port->broken)
+	if (c->state != T_ESTABLISHED || c->host_eof || f->port->broken ||
+	    !c->host_ready)
 		return 0;
 	rwnd = rcv_window(f);
 	if (f->port->blocked) {
@@ -559,7 +563,11 @@ static int tcp_send_data(struct vpnkit *vk, struct vk_flow *f)
 		}
 		n = recvmsg(f->fd, &mh, MSG_PEEK | MSG_DONTWAIT);
 		if (n < 0) {
-			if (errno == EAGAIN || errno == EINTR)
+			if (errno == EAGAIN) {
+				c->host_ready = false;
+				return 0;
+			}
+			if (errno == EINTR)
 				return 0;
 			tcp_reset(vk, f);
 			return -ECONNRESET;
@@ -571,6 +579,7 @@ static int tcp_send_data(struct vpnkit *vk, struct vk_flow *f)
 			if ((c->peek_off && n == 0) ||
 			    (!c->peek_off && c->rdhup && (size_t)n == skip))
 				goto eof;
+			c->host_ready = false;
 			return 0;
 		}
 		n -= (ssize_t)skip;
@@ -628,6 +637,7 @@ static int tcp_send_data(struct vpnkit *vk, struct vk_flow *f)
 			if (err) {
 				/* Not sent: peek it again later. */
 				peek_rewind(f);
+				c->host_ready = true;
 				if (err == -EAGAIN)
 					block_on_port(vk, f);
 				return err == -EAGAIN ? -EAGAIN : 0;
@@ -639,8 +649,10 @@ static int tcp_send_data(struct vpnkit *vk, struct vk_flow *f)
 		f->active_ns = vk_now_ns();
 		if (!c->deadline)
 			arm(vk, c, f->active_ns + c->rto_ns);
-		if ((size_t)n < want)
-			return 0; /* drained for now */
+		if ((size_t)n < want) {
+			c->host_ready = false; /* drained until the next event */
+			return 0;
+		}
 	}
 
 eof:
@@ -708,6 +720,7 @@ static void tcp_retransmit(struct vpnkit *vk, struct vk_flow *f)
 	}
 	c->snd_nxt = c->snd_una;
 	peek_rewind(f);
+	c->host_ready = true;
 	tcp_send_data(vk, f);
 }
 
@@ -836,7 +849,6 @@ static void tcp_open(struct vpnkit *vk, const struct vk_pkt *pkt,
 	}
 	f->fd = fd;
 	f->h.fn = tcp_sock_event;
-	vk_stats(vk)->tcp_flows++;
 	c = conn_of(f);
 	c->state = T_CONNECTING;
 	c->rcv_nxt = s->seq + 1;
@@ -924,6 +936,7 @@ static void tcp_segment(struct vpnkit *vk, struct vk_flow *f,
 			return;
 		c->snd_una = s->ack;
 		c->state = T_ESTABLISHED;
+		c->host_ready = true;
 		c->deadline = 0;
 		break;
 	case T_SYN_SENT:
@@ -937,6 +950,7 @@ static void tcp_segment(struct vpnkit *vk, struct vk_flow *f,
 		if (s->mss && s->mss < c->mss)
 			c->mss = s->mss < 64 ? 64 : s->mss;
 		c->state = T_ESTABLISHED;
+		c->host_ready = true;
 		c->deadline = 0;
 		c->snd_wnd = s->win;
 		tcp_send_flags(vk, f, F_ACK);
@@ -1016,7 +1030,14 @@ static void tcp_segment(struct vpnkit *vk, struct vk_flow *f,
 			c->rcv_nxt++;
 			shutdown(f->fd, SHUT_WR);
 		}
-		if (n < len) {
+		if (n == len && c->rcv_nxt - c->rcv_acked >=
+					(c->rcv_wnd_sent / 4 > 2u * c->mss ?
+						 c->rcv_wnd_sent / 4 :
+						 2u * c->mss)) {
+			/* Keep the VM's pipeline full: don't sit on a
+			 * quarter of its window until the batch ends. */
+			tcp_send_flags(vk, f, F_ACK);
+		} else if (n < len) {
 			/* The socket is full: the rest comes again. */
 			if (logger_enabled(vk_log(vk), LOG_LEVEL_TRACE))
 				logger_printf(vk_log(vk), LOG_LEVEL_TRACE,
@@ -1124,6 +1145,7 @@ static void tcp_sock_event(struct vpnkit *vk, struct vk_handler *h,
 	if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP)) {
 		if (events & (EPOLLRDHUP | EPOLLHUP))
 			c->rdhup = true;
+		c->host_ready = true;
 		f->active_ns = vk_now_ns();
 		tcp_send_data(vk, f);
 	}
@@ -1155,6 +1177,7 @@ void vk_tcp_port_resume(struct vpnkit *vk, struct vk_port *port)
 		}
 		if (c->state == T_ESTABLISHED && c->host_eof && !c->fin_sent)
 			c->host_eof = false; /* the FIN did not get out */
+		c->host_ready = true;
 		tcp_send_data(vk, f);
 	}
 }
@@ -1285,7 +1308,6 @@ void vk_tcp_inbound(struct vpnkit *vk, int fd, const struct sockaddr *peer,
 		goto out_close;
 	f->fd = fd;
 	f->h.fn = tcp_sock_event;
-	vk_stats(vk)->tcp_flows++;
 	c = conn_of(f);
 	c->inbound = true;
 	c->state = T_SYN_SENT;

@@ -70,7 +70,6 @@ void vk_udp_release(struct vpnkit *vk)
 
 static void udp_free(struct vpnkit *vk, struct vk_flow *f)
 {
-	vk_stats(vk)->udp_flows--;
 	vk_flow_free(vk, f);
 }
 
@@ -146,7 +145,6 @@ static struct vk_flow *udp_open(struct vpnkit *vk, const struct vk_pkt *pkt,
 	}
 	f->fd = fd;
 	f->h.fn = udp_sock_event;
-	vk_stats(vk)->udp_flows++;
 	if (connect(fd, (struct sockaddr *)&sa, sl) < 0 ||
 	    vk_epoll_add(vk, fd, EPOLLIN, &f->h)) {
 		udp_free(vk, f);
@@ -247,7 +245,6 @@ void vk_udp_inbound(struct vpnkit *vk, int lfd, const struct sockaddr *peer,
 		uflow(f)->lfd = lfd;
 		memcpy(&uflow(f)->peer, peer, peer_len);
 		uflow(f)->peer_len = peer_len;
-		vk_stats(vk)->udp_flows++;
 	}
 	f->active_ns = vk_now_ns();
 	if (len > udp_max(vk, f)) {
