@@ -20,6 +20,13 @@ packages=(
 	zlib1g-dev libzstd-dev liburing-dev
 	# tests: qemu-img/qemu-io as the reference peer, and the usual tools
 	qemu-utils python3 util-linux coreutils
+	# vpnkit tests: namespaces, the real Linux stack's tools, captures
+	iproute2 busybox udhcpc iputils-ping wget curl tcpdump bind9-dnsutils
+	procps jq
+	# QEMU guest rigs: the emulator, and what unpacks a Debian kernel
+	qemu-system-x86 kmod xz-utils
+	# benchmarks (bench/): the peers and the load generator
+	iperf3 passt slirp4netns
 )
 
 if [[ ${1:-} == --list ]]; then

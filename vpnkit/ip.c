@@ -417,9 +417,12 @@ int vk_ip_send(struct vk_port *port, uint8_t proto, const struct in6_addr *src,
 	for (i = 0; i < payload_cnt; i++)
 		plen += payload[i].iov_len;
 	vk_eth_header(port, v4 ? VK_ETHERTYPE_IP : VK_ETHERTYPE_IPV6, hdr);
-	/* Neighbour discovery wants hop limit 255; everything else 64. */
+	/* Neighbour discovery (ICMPv6 types 133 to 137) wants hop limit 255;
+	 * everything else 64. */
 	iplen = vk_ip_header(hdr + VK_ETH_HLEN, proto, src, dst, l4_len + plen,
-			     proto == IPPROTO_ICMPV6 ? 255 : 64);
+			     (proto == IPPROTO_ICMPV6 &&
+			      ((const uint8_t *)l4)[0] >= 133 &&
+			      ((const uint8_t *)l4)[0] <= 137) ? 255 : 64);
 	l4c = hdr + VK_ETH_HLEN + iplen;
 	memcpy(l4c, l4, l4_len);
 	memset(l4c + co, 0, 2);

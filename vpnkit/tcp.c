@@ -65,6 +65,11 @@
 #define TCP_MAX_WINDOW (0xffffu << TCP_WS_SHIFT)
 #define TCP_PEEK_BUF (1u << 20) /* bytes peeked at once */
 #define TCP_MAX_FRAMES 1024 /* frames built per peek */
+/* Frames a flow may have in flight towards a VM, whatever its window:
+ * a TAP hands frames to the kernel's backlog (netdev_max_backlog, 1000
+ * by default) and a burst beyond it is dropped, which the VM then sees as
+ * loss (rootlesskit PR #615 found pasta collapsing so at MTU 1500). */
+#define TCP_LINK_FRAMES 512
 #define TCP_HDR_MAX (VK_ETH_HLEN + 40 + 20)
 #define TCP_RTO_MIN_NS 200000000ull
 #define TCP_RTO_MAX_NS 10000000000ull
@@ -107,6 +112,8 @@ struct tcp_conn {
 	bool dupacks_owed; /* send 3 duplicate ACKs when writable */
 	bool rdhup; /* the peer closed its side */
 	bool host_ready; /* the socket may hold data not yet peeked */
+	bool wnd_low; /* we showed a small window: update it when the
+		       * socket drains */
 	uint8_t retries;
 	uint8_t dupacks; /* duplicate ACKs seen from the VM */
 	uint16_t mss; /* payload per segment to the VM */
@@ -115,6 +122,7 @@ struct tcp_conn {
 	uint32_t rcv_nxt; /* next sequence number we expect */
 	uint32_t rcv_wnd_sent; /* window last advertised, bytes */
 	uint32_t rcv_acked; /* rcv_nxt in the last ACK we sent */
+	uint32_t sndbuf; /* the socket's send buffer when last asked */
 	uint32_t snd_wnd; /* the VM's window, bytes */
 	uint64_t rto_ns; /* current retransmission timeout */
 	uint64_t deadline; /* retransmit, SYN or FIN timeout; 0: none */
@@ -164,6 +172,7 @@ static bool seq_le(uint32_t a, uint32_t b)
 static void tcp_sock_event(struct vpnkit *vk, struct vk_handler *h,
 			   uint32_t events);
 static int tcp_send_data(struct vpnkit *vk, struct vk_flow *f);
+static void wnd_watch(struct vpnkit *vk, struct vk_flow *f);
 
 /* ---------------------------------------------------------------- setup */
 
@@ -251,6 +260,7 @@ static uint32_t rcv_window(struct vk_flow *f)
 		return 65535;
 	sndbuf = mi[SK_MEMINFO_SNDBUF];
 	queued = mi[SK_MEMINFO_WMEM_QUEUED];
+	c->sndbuf = (uint32_t)sndbuf;
 	room = sndbuf > queued ? sndbuf - queued : 0;
 	if (queued > 4096 && ioctl(f->fd, SIOCOUTQ, &outq) == 0 && outq > 0 &&
 	    (uint64_t)outq < queued)
@@ -297,6 +307,14 @@ static size_t hdr_fill(struct vk_flow *f, uint8_t *h, uint32_t seq,
 	if (flags & F_SYN) {
 		wnd = 0xffff;
 	} else {
+		uint32_t low = 4u * c->mss;
+
+		/* A window this small stalls the VM: ask for EPOLLOUT (at a
+		 * third of the buffer free, which shows more than this). */
+		if (low > c->sndbuf / 8)
+			low = c->sndbuf / 8;
+		c->wnd_low = wnd < low && c->state == T_ESTABLISHED &&
+			     !c->guest_fin;
 		c->rcv_wnd_sent = wnd;
 		wnd = c->ws_ok ? wnd >> TCP_WS_SHIFT : (wnd > 0xffff ? 0xffff : wnd);
 	}
@@ -349,6 +367,7 @@ static int tcp_send_flags(struct vpnkit *vk, struct vk_flow *f, uint8_t flags)
 	memcpy(th + 16, &ck, 2);
 	iov.iov_base = h;
 	iov.iov_len = len;
+	wnd_watch(vk, f);
 	return vk_port_send(f->port, NULL, &iov, 1);
 }
 
@@ -482,6 +501,17 @@ static void epoll_update(struct vpnkit *vk, struct vk_flow *f)
 	vk_epoll_mod(vk, f->fd, ev, &f->h);
 }
 
+/* We showed the VM a small window: watch for the socket draining. */
+static void wnd_watch(struct vpnkit *vk, struct vk_flow *f)
+{
+	struct tcp_conn *c = conn_of(f);
+
+	if (c->wnd_low && !c->want_out && f->fd >= 0) {
+		c->want_out = true;
+		epoll_update(vk, f);
+	}
+}
+
 /* ---------------------------------------------------------------- host->VM */
 
 /* Rewind the peek offset to the first byte the VM has not acknowledged. */
@@ -521,13 +551,6 @@ static int tcp_send_data(struct vpnkit *vk, struct vk_flow *f)
 		return -EAGAIN;
 	}
 	for (;;) {
-		inflight = c->snd_nxt - c->snd_una;
-		wnd = c->snd_wnd;
-		if (inflight >= wnd)
-			return 0;
-		want = wnd - inflight;
-		if (want > TCP_PEEK_BUF)
-			want = TCP_PEEK_BUF;
 		/* Offloaded frames carry as many whole segments as an IP
 		 * length field can describe. */
 		seg = c->mss;
@@ -536,6 +559,15 @@ static int tcp_send_data(struct vpnkit *vk, struct vk_flow *f)
 
 			seg = lim - lim % c->mss;
 		}
+		inflight = c->snd_nxt - c->snd_una;
+		wnd = c->snd_wnd;
+		if (wnd > seg * TCP_LINK_FRAMES)
+			wnd = seg * TCP_LINK_FRAMES;
+		if (inflight >= wnd)
+			return 0;
+		want = wnd - inflight;
+		if (want > TCP_PEEK_BUF)
+			want = TCP_PEEK_BUF;
 		if (want > (uint32_t)seg * TCP_MAX_FRAMES)
 			want = (uint32_t)seg * TCP_MAX_FRAMES;
 		memset(&mh, 0, sizeof(mh));
@@ -647,6 +679,7 @@ static int tcp_send_data(struct vpnkit *vk, struct vk_flow *f)
 			i++;
 		}
 		f->active_ns = vk_now_ns();
+		wnd_watch(vk, f);
 		if (!c->deadline)
 			arm(vk, c, f->active_ns + c->rto_ns);
 		if ((size_t)n < want) {
@@ -986,7 +1019,10 @@ static void tcp_segment(struct vpnkit *vk, struct vk_flow *f,
 		set_snd_wnd(c, s->win);
 	}
 
-	/* The data side. */
+	/* The data side. An unacceptable segment without data (a window
+	 * probe, seq one before rcv_nxt) is answered with an ACK. */
+	if (!len && !(s->flags & F_FIN) && s->seq != c->rcv_nxt)
+		tcp_send_flags(vk, f, F_ACK);
 	if (len || (s->flags & F_FIN)) {
 		uint32_t seq = s->seq;
 		bool fin = s->flags & F_FIN;
@@ -1131,15 +1167,20 @@ static void tcp_sock_event(struct vpnkit *vk, struct vk_handler *h,
 		}
 	}
 	if ((events & EPOLLOUT) && c->want_out) {
-		/* The socket drained after a short write: the VM resends. */
+		/* The socket drained after a short write (the VM resends)
+		 * or after we showed a small window (update it). */
 		c->want_out = false;
 		epoll_update(vk, f);
 		if (c->state == T_ESTABLISHED && c->dupacks_owed) {
 			/* A window update, then three duplicates: the VM
 			 * retransmits what the socket could not take. */
 			c->dupacks_owed = false;
+			c->wnd_low = false;
 			tcp_send_flags(vk, f, F_ACK);
 			tcp_send_dup(vk, f, 3);
+		} else if (c->state == T_ESTABLISHED && c->wnd_low) {
+			c->wnd_low = false;
+			tcp_send_flags(vk, f, F_ACK);
 		}
 	}
 	if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP)) {

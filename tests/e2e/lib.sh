@@ -88,20 +88,32 @@ check() {
 # in the order they were queued, counting the verdicts.
 E2E_JOBS=${E2E_JOBS:-$(nproc 2>/dev/null || echo 1)}
 E2E_QUEUE=()
+E2E_PIDS=()
 
+# Only the spawned jobs are waited for, never daemons a script started in
+# the background itself (a server that lives until the script ends).
 e2e_spawn() {
-	local id=${1//\//_}
+	local id=${1//\//_} pid running
 	shift
-	while [ "$(jobs -rp | wc -l)" -ge "$E2E_JOBS" ]; do
-		wait -n
+	for (( ; ; )); do
+		running=0
+		for pid in "${E2E_PIDS[@]}"; do
+			kill -0 "$pid" 2>/dev/null && running=$((running + 1))
+		done
+		((running < E2E_JOBS)) && break
+		sleep 0.05
 	done
 	E2E_QUEUE+=("$id")
 	("$@") >"$T/.spawn.$id" 2>&1 &
+	E2E_PIDS+=($!)
 }
 
 e2e_collect() {
-	local id f
-	wait
+	local id f pid
+	for pid in "${E2E_PIDS[@]}"; do
+		wait "$pid" 2>/dev/null
+	done
+	E2E_PIDS=()
 	for id in "${E2E_QUEUE[@]}"; do
 		f=$T/.spawn.$id
 		cat "$f"
