@@ -1,7 +1,9 @@
 #!/bin/bash
 # SPDX-License-Identifier: MIT
 #
-# A demonstration of qcow-tool: a qcow2 disk that gives space back.
+# A demonstration of unikit, one part after another: qcow-tool, a qcow2
+# disk that gives space back, then vpnkit, a network namespace whose
+# traffic becomes host sockets (scripts/demo-vpnkit.sh).
 #
 # It builds a 1 GiB disk holding 64 MiB of data, converts it to qcow2 with
 # qcow-tool, lets "the guest" overwrite half the data with zeros (through
@@ -27,6 +29,7 @@ done
 
 work=$(mktemp -d /tmp/unikit-demo.XXXXXX)
 trap 'rm -rf "$work"' EXIT
+scripts_dir=$(cd "$(dirname "$0")" && pwd)
 cd "$work"
 
 step=0
@@ -115,8 +118,12 @@ run qcow-tool info img.qcow2
 echo
 if ((after_discard < before_discard)) &&
 	(($(stat -c %s img.qcow2) < length_before)); then
-	echo "demo: done. The image gave back the space its zeros had taken."
+	echo "demo: qcow done. The image gave back the space its zeros had taken."
 else
-	echo "demo: done, but the image did not shrink as expected" >&2
+	echo "demo: qcow done, but the image did not shrink as expected" >&2
 	exit 1
 fi
+
+cd /
+bash "$scripts_dir/demo-vpnkit.sh" "$step"
+

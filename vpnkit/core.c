@@ -627,10 +627,12 @@ int vk_addr_to_host(const struct vpnkit *vk, const struct in6_addr *dst,
 		struct in_addr a = vk_addr_v4(dst);
 		uint32_t h = v4(a);
 
+		/* Only the host address reaches the host's loopback; 0/8,
+		 * 127/8, multicast and reserved space are refused. */
 		if (vk_addr_is_host(vk, dst)) {
 			a.s_addr = htonl(INADDR_LOOPBACK);
-		} else if (vk_addr_is_local(vk, dst) || h == 0 ||
-			   h == 0xffffffffu || (h >> 28) == 0xe ||
+		} else if (vk_addr_is_local(vk, dst) || (h >> 24) == 0 ||
+			   (h >> 24) == 127 || (h >> 28) == 0xe ||
 			   (h >> 28) == 0xf) {
 			return -EHOSTUNREACH;
 		}

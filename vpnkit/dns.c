@@ -30,9 +30,22 @@
  *     and gets the VM's ID back. A server gets 2 s before the next one is
  *     tried (SERVFAIL, REFUSED and NOTIMP move on at once), and after 5 s
  *     the VM gets SERVFAIL; with no nameserver at all, SERVFAIL at once.
- *     A truncated answer (TC) is passed back as it is and the VM repeats
- *     the query over TCP, as it would with any server. A query from a VM
- *     over TCP is relayed over TCP, one connection per query.
+ *     A query from a VM over TCP is relayed over TCP, one connection per
+ *     query.
+ *
+ * TCP fallback. A truncated UDP answer (TC) is not passed on at once: the
+ * relay asks the server that sent it the same query (our ID, the VM's
+ * bytes) again over TCP, on a connection of its own, and the VM gets the
+ * full answer over UDP, cut as any other (below) if it is longer than the
+ * VM accepts or one frame carries, so a VM that cannot use the full answer
+ * still gets TC and comes back over TCP itself. If that fails (no free
+ * fallback, no descriptor, refused, reset, an answer that is not the
+ * query's, no answer within 3 s), the VM gets the UDP answer it would
+ * have had without the fallback: the truncated one, TC set. Not SERVFAIL:
+ * a VM that can retry over TCP still may, and one that cannot (old musl)
+ * keeps whatever records the truncated answer holds. The exchange over
+ * TCP is the same code (struct dns_up) that serves the VMs' own TCP
+ * queries. Fallbacks are counted in the log at debug level.
  *
  * Answers of our own (1 and 2) echo the query's question and, if it had
  * an OPT record, carry one (BADVERS for an EDNS version above 0). A query
@@ -58,11 +71,14 @@
  * time, in order. At most DNS_CONNS connections, idle ones closed after
  * 10 s.
  *
- * Bounds: DNS_PENDING queries in flight (UDP relays and host lookups);
- * more are dropped and counted. The table, the ID map and the buffers are
- * allocated at start; a TCP connection's two 64 KiB buffers when it is
- * accepted. Host sockets of TCP connections count against the instance's
- * descriptor budget.
+ * Bounds: DNS_PENDING queries in flight (UDP relays, TCP fallbacks and
+ * host lookups); more are dropped and counted. Of these, DNS_FALLBACKS
+ * at once may be falling back to TCP; a truncated answer beyond that is
+ * passed on as it is. The table, the ID map and the buffers (those of
+ * the fallbacks too, sized to the largest UDP answer a frame carries)
+ * are allocated at start; a TCP connection's two 64 KiB buffers when it
+ * is accepted. Host sockets of TCP connections and of fallbacks count
+ * against the instance's descriptor budget.
  *
  * Exposure: the UDP relay uses one socket per family for its lifetime, so
  * an off-path attacker who learned the port must still guess a random
@@ -75,6 +91,8 @@
 #include <netdb.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -98,6 +116,8 @@
 #define DNS_HOST_GIVEUP_NS (10 * NS_PER_S) /* getaddrinfo */
 #define DNS_TCP_TRY_NS (4 * NS_PER_S) /* per upstream server, TCP */
 #define DNS_TCP_TRIES 3
+#define DNS_FALLBACK_NS (3 * NS_PER_S) /* a truncated answer, over TCP */
+#define DNS_FALLBACKS 16 /* of those at once */
 #define DNS_TCP_IDLE_NS (10 * NS_PER_S)
 #define DNS_RESOLV_CHECK_NS NS_PER_S
 #define DNS_CONNS 32 /* guest TCP connections */
@@ -133,6 +153,7 @@ struct dns_target {
 enum dns_slot_kind {
 	SLOT_FREE,
 	SLOT_RELAY, /* sent upstream over UDP */
+	SLOT_FALLBACK, /* answered with TC, asked again over TCP */
 	SLOT_HOST, /* waiting for getaddrinfo */
 };
 
@@ -146,6 +167,7 @@ struct dns_slot {
 	uint64_t deadline, give_up;
 	unsigned server; /* index of the next server to try */
 	unsigned sends;
+	unsigned fb; /* SLOT_FALLBACK: its struct dns_fallback */
 	struct dns_server sent[DNS_SENT_MAX];
 	size_t len;
 	uint8_t *msg; /* DNS_QUERY_MAX bytes: relay: the query with qid;
@@ -157,13 +179,36 @@ struct dns_udp {
 	int fd;
 };
 
+struct dns_state;
+
 enum dns_up_state { UP_NONE, UP_CONNECTING, UP_SENDING, UP_RECEIVING };
+
+/*
+ * One query over TCP to an upstream server: connect, send it with its
+ * length prefix, read one length-prefixed answer. The owner (a VM's TCP
+ * connection, or a fallback) lends the query and the answer buffer and
+ * keeps the time; done hears the outcome once, after the socket is
+ * closed: 0 with a checked answer in ans (QR set, the query's ID and
+ * question), or -errno (-EBADMSG: not the query's answer; -EMSGSIZE:
+ * longer than the buffer).
+ */
+struct dns_up {
+	struct vk_handler h;
+	int fd;
+	enum dns_up_state state;
+	const uint8_t *q; /* the query, without a length prefix */
+	size_t qlen;
+	uint8_t pfx[2]; /* its length prefix */
+	uint8_t *ans; /* the answer, length prefixed */
+	size_t cap; /* of ans */
+	size_t off; /* bytes sent, then bytes received */
+	void (*done)(struct dns_state *st, struct dns_up *up, int err);
+};
 
 /* A VM's DNS-over-TCP connection (through tcp.c and our listener). */
 struct dns_conn {
 	struct vk_handler h; /* the accepted socket */
-	struct vk_handler uh; /* the upstream socket */
-	int fd, ufd;
+	int fd;
 	uint32_t index, gen;
 	bool in_use, busy, eof;
 	uint8_t *rbuf; /* queries as they arrive, length prefixed */
@@ -172,11 +217,17 @@ struct dns_conn {
 	size_t wlen, woff;
 	size_t qlen; /* the query being answered: rbuf[0..qlen) */
 	uint64_t deadline;
-	enum dns_up_state up;
-	struct sockaddr_storage up_sa;
-	socklen_t up_salen;
+	struct dns_up up; /* its answer is read into wbuf */
 	unsigned up_server, up_tries;
-	size_t up_off;
+};
+
+/* A UDP query whose answer came back truncated, asked again over TCP. */
+struct dns_fallback {
+	struct dns_up up; /* the query is its slot's msg */
+	bool in_use;
+	uint32_t slot;
+	uint8_t *tc; /* the truncated answer, with the VM's ID */
+	size_t tc_len;
 };
 
 struct dns_builtin {
@@ -241,6 +292,12 @@ struct dns_state {
 	int lfd;
 	struct sockaddr_in laddr;
 	struct dns_conn conns[DNS_CONNS];
+	/* TCP fallback of truncated UDP answers */
+	struct dns_fallback fbs[DNS_FALLBACKS];
+	uint8_t *fb_arena;
+	size_t fb_max; /* the longest answer kept: what one frame carries */
+	uint64_t fb_tried, fb_answered, fb_long, fb_failed;
+	struct ratelimit fb_rl;
 	/* host mode */
 	struct dns_pool *pool;
 	struct vk_handler eh;
@@ -453,6 +510,152 @@ static void dns_answer(struct dns_state *st, const struct dns_target *to,
 	dns_deliver(st, to, out, (size_t)len);
 }
 
+/* ---------------------------------------------------------------- upstream TCP */
+
+static void up_event(struct vpnkit *vk, struct vk_handler *h, uint32_t events);
+
+static void up_close(struct dns_state *st, struct dns_up *up)
+{
+	if (up->fd >= 0) {
+		vk_epoll_del(st->vk, up->fd);
+		close(up->fd);
+		vk_fd_give(st->vk);
+		up->fd = -1;
+	}
+	up->state = UP_NONE;
+}
+
+/* End the exchange and tell its owner (which may reuse up at once). */
+static void up_finish(struct dns_state *st, struct dns_up *up, int err)
+{
+	up_close(st, up);
+	up->done(st, up, err);
+}
+
+/*
+ * Start sending up->q (set by the owner, as are ans and cap) to the
+ * server at sa over a new connection. Returns 0, then done is called
+ * later; or -errno, with nothing open and done not called (-EMFILE: the
+ * descriptor budget is spent).
+ */
+static int up_open(struct dns_state *st, struct dns_up *up,
+		   const struct sockaddr_storage *sa, socklen_t salen)
+{
+	int fd, err;
+
+	if (!vk_fd_take(st->vk))
+		return -EMFILE;
+	fd = socket(sa->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+		    0);
+	if (fd < 0) {
+		err = -errno;
+		vk_fd_give(st->vk);
+		return err;
+	}
+	up->fd = fd;
+	up->off = 0;
+	up->state = UP_CONNECTING;
+	store_be16(up->pfx, (uint16_t)up->qlen);
+	err = vk_epoll_add(st->vk, fd, EPOLLOUT, &up->h);
+	if (!err && connect(fd, (const struct sockaddr *)sa, salen) < 0 &&
+	    errno != EINPROGRESS)
+		err = -errno;
+	if (err)
+		up_close(st, up);
+	return err;
+}
+
+/* The answer is complete in ans: is it the query's? */
+static int up_check(const struct dns_up *up)
+{
+	size_t len = up->off - 2;
+	const uint8_t *ans = up->ans + 2;
+
+	if (len < VK_DNS_HDR_LEN || !(load_be16(ans + 2) & VK_DNS_QR) ||
+	    load_be16(ans) != load_be16(up->q) ||
+	    !vk_dns_question_match(up->q, up->qlen, ans, len))
+		return -EBADMSG;
+	return 0;
+}
+
+static void up_event(struct vpnkit *vk, struct vk_handler *h, uint32_t events)
+{
+	struct dns_state *st = dns_of(vk);
+	struct dns_up *up = container_of(h, struct dns_up, h);
+	int err = 0;
+	socklen_t elen = sizeof(err);
+
+	(void)events;
+	if (up->state == UP_CONNECTING) {
+		if (getsockopt(up->fd, SOL_SOCKET, SO_ERROR, &err, &elen) < 0)
+			err = errno;
+		if (err) {
+			up_finish(st, up, -err);
+			return;
+		}
+		up->state = UP_SENDING;
+	}
+	if (up->state == UP_SENDING) {
+		while (up->off < 2 + up->qlen) {
+			struct iovec iov[2];
+			struct msghdr mh = { .msg_iov = iov };
+			ssize_t n;
+
+			if (up->off < 2) {
+				iov[0].iov_base = up->pfx + up->off;
+				iov[0].iov_len = 2 - up->off;
+				iov[1].iov_base = (void *)up->q;
+				iov[1].iov_len = up->qlen;
+				mh.msg_iovlen = 2;
+			} else {
+				iov[0].iov_base = (void *)(up->q + up->off - 2);
+				iov[0].iov_len = up->qlen - (up->off - 2);
+				mh.msg_iovlen = 1;
+			}
+			n = sendmsg(up->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+				return;
+			if (n <= 0) {
+				up_finish(st, up, n < 0 ? -errno : -EPIPE);
+				return;
+			}
+			up->off += (size_t)n;
+		}
+		up->state = UP_RECEIVING;
+		up->off = 0;
+		vk_epoll_mod(vk, up->fd, EPOLLIN, &up->h);
+		return;
+	}
+	if (up->state != UP_RECEIVING)
+		return;
+	for (;;) {
+		size_t want = up->off < 2 ? 2 : 2 + (size_t)load_be16(up->ans);
+		ssize_t n;
+
+		if (want > up->cap) {
+			up_finish(st, up, -EMSGSIZE);
+			return;
+		}
+		if (up->off >= 2 && up->off == want) {
+			up_finish(st, up, up_check(up));
+			return;
+		}
+		n = recv(up->fd, up->ans + up->off, want - up->off,
+			 MSG_DONTWAIT);
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return;
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			up_finish(st, up, n < 0 ? -errno : -ECONNRESET);
+			return;
+		}
+		up->off += (size_t)n;
+	}
+}
+
 /* ---------------------------------------------------------------- slots */
 
 static struct dns_slot *slot_alloc(struct dns_state *st)
@@ -474,6 +677,10 @@ static void slot_free(struct dns_state *st, struct dns_slot *s)
 {
 	if (s->kind == SLOT_RELAY)
 		st->id_map[s->qid] = 0;
+	if (s->kind == SLOT_FALLBACK) {
+		up_close(st, &st->fbs[s->fb].up);
+		st->fbs[s->fb].in_use = false;
+	}
 	s->kind = SLOT_FREE;
 	s->next_free = st->free_head;
 	st->free_head = (uint32_t)(s - st->slots);
@@ -581,6 +788,168 @@ static void relay_start(struct dns_state *st, const struct dns_target *to,
 	vk_timer_soon(st->vk, s->deadline);
 }
 
+/* "192.0.2.1:53" or "[2001:db8::1]:53", for the log. */
+static const char *server_text(const struct sockaddr_storage *ss, char *buf,
+			       size_t cap)
+{
+	const struct sockaddr_in *sin = (const struct sockaddr_in *)ss;
+	const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)ss;
+	char a[INET6_ADDRSTRLEN] = "?";
+
+	if (ss->ss_family == AF_INET) {
+		inet_ntop(AF_INET, &sin->sin_addr, a, sizeof(a));
+		snprintf(buf, cap, "%s:%u", a, ntohs(sin->sin_port));
+	} else {
+		inet_ntop(AF_INET6, &sin6->sin6_addr, a, sizeof(a));
+		snprintf(buf, cap, "[%s]:%u", a, ntohs(sin6->sin6_port));
+	}
+	return buf;
+}
+
+static void fallback_log(struct dns_state *st, enum log_level level,
+			 const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* A line on a fallback, with the counts so far: its outcome at debug
+ * level, its start at trace level. Rate-limited: a VM decides how often
+ * this happens, and each line that passes has the counts. */
+static void fallback_log(struct dns_state *st, enum log_level level,
+			 const char *fmt, ...)
+{
+	char what[384];
+	va_list ap;
+
+	if (!logger_enabled(vk_log(st->vk), level))
+		return;
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof(what), fmt, ap);
+	va_end(ap);
+	logger_printf_limited(vk_log(st->vk), &st->fb_rl, level,
+			      "dns: TCP fallback: %s (fallbacks: %llu tried, "
+			      "%llu answered, %llu too long for UDP, %llu "
+			      "failed)",
+			      what, (unsigned long long)st->fb_tried,
+			      (unsigned long long)st->fb_answered,
+			      (unsigned long long)st->fb_long,
+			      (unsigned long long)st->fb_failed);
+}
+
+/* Why a fallback did not bring an answer, for the log. */
+static const char *fallback_why(int err)
+{
+	switch (err) {
+	case -EMSGSIZE:
+		return "the answer is longer than one frame carries";
+	case -EBADMSG:
+		return "not an answer to the query";
+	case -EMFILE:
+		return "descriptor limit reached";
+	default:
+		return strerror(-err);
+	}
+}
+
+/* The fallback's exchange is over: the VM gets the full answer, or the
+ * truncated one it would have had without us; the query is done. */
+static void fallback_done(struct dns_state *st, struct dns_up *up, int err)
+{
+	struct dns_fallback *fb = container_of(up, struct dns_fallback, up);
+	struct dns_slot *s = &st->slots[fb->slot];
+
+	if (err == 0) {
+		size_t len = up->off - 2;
+		uint8_t *ans = up->ans + 2;
+
+		st->fb_answered++;
+		fallback_log(st, LOG_LEVEL_DEBUG, "%s: %zu-byte answer",
+			     s->q.name_ok ? s->q.name : "?", len);
+		store_be16(ans, s->q.id);
+		dns_deliver(st, &s->to, ans, len);
+	} else {
+		if (err == -EMSGSIZE)
+			st->fb_long++;
+		else
+			st->fb_failed++;
+		fallback_log(st, LOG_LEVEL_DEBUG,
+			     "%s: %s; passing the truncated answer",
+			     s->q.name_ok ? s->q.name : "?", fallback_why(err));
+		dns_deliver(st, &s->to, fb->tc, fb->tc_len);
+	}
+	slot_free(st, s);
+}
+
+/*
+ * A truncated answer (msg, len; checked, the VM's ID not yet in it) from
+ * the server at from to the relayed query s: ask that server again over
+ * TCP. Returns true if the query is now waiting for that; false if the
+ * caller should pass the truncated answer on as before.
+ */
+static bool fallback_start(struct dns_state *st, struct dns_slot *s,
+			   const uint8_t *msg, size_t len,
+			   const struct sockaddr_storage *from, uint64_t now)
+{
+	struct dns_fallback *fb = NULL;
+	socklen_t salen = from->ss_family == AF_INET ?
+				  sizeof(struct sockaddr_in) :
+				  sizeof(struct sockaddr_in6);
+	char where[INET6_ADDRSTRLEN + 8];
+	size_t keep;
+	int err;
+
+	if (s->to.tcp ||
+	    (from->ss_family != AF_INET && from->ss_family != AF_INET6))
+		return false;
+	for (unsigned i = 0; i < DNS_FALLBACKS && !fb; i++)
+		if (!st->fbs[i].in_use)
+			fb = &st->fbs[i];
+	st->fb_tried++;
+	if (!fb) {
+		st->fb_failed++;
+		fallback_log(st, LOG_LEVEL_DEBUG,
+			     "%u already running; passing the truncated answer",
+			     DNS_FALLBACKS);
+		return false;
+	}
+	/* Keep what the VM gets if this fails. One longer than a frame
+	 * carries would be cut to header and question anyway: those fit
+	 * (fb_max is more than 512). */
+	if (len > st->fb_max) {
+		memcpy(fb->tc, msg, st->fb_max);
+		keep = vk_dns_truncate(fb->tc, st->fb_max);
+	} else {
+		memcpy(fb->tc, msg, len);
+		keep = len;
+	}
+	fb->up.q = s->msg;
+	fb->up.qlen = s->len;
+	err = keep ? up_open(st, &fb->up, from, salen) : -EBADMSG;
+	if (err) {
+		st->fb_failed++;
+		fallback_log(st, LOG_LEVEL_DEBUG,
+			     "%s from %s: %s; passing the truncated answer",
+			     s->q.name_ok ? s->q.name : "?",
+			     server_text(from, where, sizeof(where)),
+			     fallback_why(err));
+		return false;
+	}
+	store_be16(fb->tc, s->q.id);
+	fb->tc_len = keep;
+	fb->in_use = true;
+	fb->slot = (uint32_t)(s - st->slots);
+	/* The query leaves the ID map: a late UDP copy of the truncated
+	 * answer finds nothing. */
+	st->id_map[s->qid] = 0;
+	s->kind = SLOT_FALLBACK;
+	s->fb = (unsigned)(fb - st->fbs);
+	s->give_up = s->deadline = now + DNS_FALLBACK_NS;
+	vk_timer_soon(st->vk, s->deadline);
+	fallback_log(st, LOG_LEVEL_TRACE,
+		     "truncated answer for %s from %s, asking over TCP",
+		     s->q.name_ok ? s->q.name : "?",
+		     server_text(from, where, sizeof(where)));
+	return true;
+}
+
 /* One datagram from an upstream server. */
 static void relay_answer(struct dns_state *st, uint8_t *msg, size_t len,
 			 const struct sockaddr_storage *from)
@@ -608,6 +977,9 @@ static void relay_answer(struct dns_state *st, uint8_t *msg, size_t len,
 	     rcode == VK_DNS_NOTIMP) &&
 	    s->sends < st->rc.n && relay_send(st, s) == 0)
 		return; /* another server may know better */
+	if ((flags & VK_DNS_TC) &&
+	    fallback_start(st, s, msg, len, from, vk_now_ns()))
+		return;
 	store_be16(msg, s->q.id);
 	dns_deliver(st, &s->to, msg, len);
 	slot_free(st, s);
@@ -1092,20 +1464,9 @@ static void conn_events(struct dns_state *st, struct dns_conn *c)
 	vk_epoll_mod(st->vk, c->fd, ev, &c->h);
 }
 
-static void up_close(struct dns_state *st, struct dns_conn *c)
-{
-	if (c->ufd >= 0) {
-		vk_epoll_del(st->vk, c->ufd);
-		close(c->ufd);
-		vk_fd_give(st->vk);
-		c->ufd = -1;
-	}
-	c->up = UP_NONE;
-}
-
 static void conn_close(struct dns_state *st, struct dns_conn *c)
 {
-	up_close(st, c);
+	up_close(st, &c->up);
 	if (c->fd >= 0) {
 		vk_epoll_del(st->vk, c->fd);
 		close(c->fd);
@@ -1161,40 +1522,25 @@ static void conn_reply(struct dns_state *st, struct dns_conn *c,
 	conn_flush(st, c);
 }
 
-static void up_event(struct vpnkit *vk, struct vk_handler *h, uint32_t events);
-
 /*
- * Open a connection to the next server for the query in rbuf, trying the
- * servers in turn; when none is left, answer SERVFAIL. The caller runs
+ * Send the query in rbuf to the next server over TCP, trying the servers
+ * in turn; when none is left, answer SERVFAIL. The caller runs
  * conn_process afterwards when called from an event.
  */
-static void up_start(struct dns_state *st, struct dns_conn *c)
+static void conn_up_start(struct dns_state *st, struct dns_conn *c)
 {
+	c->up.q = c->rbuf + 2;
+	c->up.qlen = c->qlen - 2;
 	while (c->up_tries < DNS_TCP_TRIES && c->up_tries < st->rc.n) {
 		unsigned i = c->up_server++ % st->rc.n;
-		int fd;
+		int err;
 
 		c->up_tries++;
-		c->up_sa = st->rc.ns[i];
-		c->up_salen = st->rc.ns_len[i];
-		if (!vk_fd_take(st->vk))
+		err = up_open(st, &c->up, &st->rc.ns[i], st->rc.ns_len[i]);
+		if (err == -EMFILE)
 			break;
-		fd = socket(c->up_sa.ss_family,
-			    SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-		if (fd < 0) {
-			vk_fd_give(st->vk);
+		if (err)
 			continue;
-		}
-		c->ufd = fd;
-		c->up_off = 0;
-		c->up = UP_CONNECTING;
-		if (vk_epoll_add(st->vk, fd, EPOLLOUT, &c->uh) < 0 ||
-		    (connect(fd, (struct sockaddr *)&c->up_sa, c->up_salen) <
-			     0 &&
-		     errno != EINPROGRESS)) {
-			up_close(st, c);
-			continue;
-		}
 		c->deadline = vk_now_ns() + DNS_TCP_TRY_NS;
 		vk_timer_soon(st->vk, c->deadline);
 		return;
@@ -1211,91 +1557,20 @@ static void up_start(struct dns_state *st, struct dns_conn *c)
 	}
 }
 
-/* This server failed: the next one, then the next query if answered. */
-static void up_next(struct dns_state *st, struct dns_conn *c)
+/* The exchange with a server is over: send its answer on, or try the
+ * next server; then the next query. */
+static void conn_up_done(struct dns_state *st, struct dns_up *up, int err)
 {
-	up_close(st, c);
-	up_start(st, c);
-	conn_process(st, c);
-}
+	struct dns_conn *c = container_of(up, struct dns_conn, up);
 
-/* The upstream's answer is complete in wbuf: check it, send it on. */
-static void up_done(struct dns_state *st, struct dns_conn *c)
-{
-	size_t len = c->up_off - 2;
-	const uint8_t *ans = c->wbuf + 2;
-
-	up_close(st, c);
-	if (len < VK_DNS_HDR_LEN || !(load_be16(ans + 2) & VK_DNS_QR) ||
-	    load_be16(ans) != load_be16(c->rbuf + 2) ||
-	    !vk_dns_question_match(c->rbuf + 2, c->qlen - 2, ans, len)) {
-		up_start(st, c);
+	if (err) {
+		conn_up_start(st, c);
 	} else {
-		c->wlen = c->up_off;
+		c->wlen = up->off;
 		c->woff = 0;
 		conn_flush(st, c);
 	}
 	conn_process(st, c);
-}
-
-static void up_event(struct vpnkit *vk, struct vk_handler *h, uint32_t events)
-{
-	struct dns_state *st = dns_of(vk);
-	struct dns_conn *c = container_of(h, struct dns_conn, uh);
-	int err = 0;
-	socklen_t elen = sizeof(err);
-
-	if (c->up == UP_CONNECTING) {
-		if (getsockopt(c->ufd, SOL_SOCKET, SO_ERROR, &err, &elen) < 0 ||
-		    err) {
-			up_next(st, c);
-			return;
-		}
-		c->up = UP_SENDING;
-	}
-	if (c->up == UP_SENDING) {
-		while (c->up_off < c->qlen) {
-			ssize_t n = send(c->ufd, c->rbuf + c->up_off,
-					 c->qlen - c->up_off,
-					 MSG_NOSIGNAL | MSG_DONTWAIT);
-
-			if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-				return;
-			if (n <= 0) {
-				up_next(st, c);
-				return;
-			}
-			c->up_off += (size_t)n;
-		}
-		c->up = UP_RECEIVING;
-		c->up_off = 0;
-		vk_epoll_mod(vk, c->ufd, EPOLLIN, &c->uh);
-		return;
-	}
-	if (c->up != UP_RECEIVING)
-		return;
-	(void)events;
-	for (;;) {
-		size_t want = c->up_off < 2 ? 2 :
-					      2 + (size_t)load_be16(c->wbuf);
-		ssize_t n;
-
-		if (c->up_off >= 2 && c->up_off == want) {
-			up_done(st, c);
-			return;
-		}
-		n = recv(c->ufd, c->wbuf + c->up_off, want - c->up_off,
-			 MSG_DONTWAIT);
-		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-			return;
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			up_next(st, c);
-			return;
-		}
-		c->up_off += (size_t)n;
-	}
 }
 
 /*
@@ -1336,7 +1611,7 @@ static void conn_process(struct dns_state *st, struct dns_conn *c)
 		    c->in_use && c->gen == gen) {
 			c->up_tries = 0;
 			c->up_server = 0;
-			up_start(st, c);
+			conn_up_start(st, c);
 		}
 	}
 }
@@ -1412,12 +1687,11 @@ static void listen_event(struct vpnkit *vk, struct vk_handler *h,
 			continue;
 		}
 		c->fd = fd;
-		c->ufd = -1;
+		c->up.ans = c->wbuf;
 		c->in_use = true;
 		c->busy = c->eof = false;
 		c->gen++;
 		c->rlen = c->wlen = c->woff = c->qlen = 0;
-		c->up = UP_NONE;
 		c->deadline = now + DNS_TCP_IDLE_NS;
 		vk_timer_soon(vk, c->deadline);
 	}
@@ -1478,6 +1752,11 @@ uint64_t vk_dns_tick(struct vpnkit *vk, uint64_t now)
 
 		if (s->kind == SLOT_FREE)
 			continue;
+		if (now >= s->give_up && s->kind == SLOT_FALLBACK) {
+			/* The server took too long over TCP. */
+			up_finish(st, &st->fbs[s->fb].up, -ETIMEDOUT);
+			continue;
+		}
 		if (now >= s->give_up) {
 			struct dns_target to = s->to;
 
@@ -1505,8 +1784,8 @@ uint64_t vk_dns_tick(struct vpnkit *vk, uint64_t now)
 		if (!c->in_use)
 			continue;
 		if (now >= c->deadline) {
-			if (c->up != UP_NONE)
-				up_next(st, c);
+			if (c->up.state != UP_NONE)
+				up_finish(st, &c->up, -ETIMEDOUT);
 			else if (!c->busy)
 				conn_close(st, c);
 			else
@@ -1595,7 +1874,14 @@ int vk_dns_init(struct vpnkit *vk)
 	st->arena = calloc(DNS_PENDING, DNS_QUERY_MAX);
 	st->id_map = calloc(65536, sizeof(*st->id_map));
 	st->buf = malloc(DNS_MSG_MAX);
-	if (!st->slots || !st->arena || !st->id_map || !st->buf) {
+	/* A fallback's answer and the truncated one: each as long as the
+	 * longest UDP payload one frame carries. */
+	st->fb_max = cfg->mtu > 28 ? cfg->mtu - 28 : 0;
+	if (st->fb_max > DNS_MSG_MAX)
+		st->fb_max = DNS_MSG_MAX;
+	st->fb_arena = malloc(DNS_FALLBACKS * (2 + 2 * st->fb_max));
+	if (!st->slots || !st->arena || !st->id_map || !st->buf ||
+	    !st->fb_arena) {
 		err = -ENOMEM;
 		goto out_free;
 	}
@@ -1606,11 +1892,28 @@ int vk_dns_init(struct vpnkit *vk)
 	}
 	st->free_head = 0;
 	for (unsigned i = 0; i < DNS_CONNS; i++) {
-		st->conns[i].index = i;
-		st->conns[i].fd = st->conns[i].ufd = -1;
-		st->conns[i].h.fn = conn_event;
-		st->conns[i].uh.fn = up_event;
+		struct dns_conn *c = &st->conns[i];
+
+		c->index = i;
+		c->fd = -1;
+		c->h.fn = conn_event;
+		c->up.fd = -1;
+		c->up.h.fn = up_event;
+		c->up.done = conn_up_done;
+		c->up.cap = 2 + DNS_MSG_MAX;
 	}
+	for (unsigned i = 0; i < DNS_FALLBACKS; i++) {
+		struct dns_fallback *fb = &st->fbs[i];
+		uint8_t *mem = st->fb_arena + i * (2 + 2 * st->fb_max);
+
+		fb->up.fd = -1;
+		fb->up.h.fn = up_event;
+		fb->up.done = fallback_done;
+		fb->up.ans = mem;
+		fb->up.cap = 2 + st->fb_max;
+		fb->tc = mem + 2 + st->fb_max;
+	}
+	st->fb_rl = (struct ratelimit)RATELIMIT_DEFAULT;
 	builtin_init(st);
 	*vk_dns_state(vk) = st;
 	dns_resolv_refresh(st, vk_now_ns(), true);
@@ -1636,6 +1939,7 @@ out_free:
 	free(st->arena);
 	free(st->id_map);
 	free(st->buf);
+	free(st->fb_arena);
 	free(st);
 	return err;
 }
@@ -1650,6 +1954,8 @@ void vk_dns_release(struct vpnkit *vk)
 	for (unsigned i = 0; i < DNS_CONNS; i++)
 		if (st->conns[i].in_use)
 			conn_close(st, &st->conns[i]);
+	for (unsigned i = 0; i < DNS_FALLBACKS; i++)
+		up_close(st, &st->fbs[i].up);
 	if (st->lfd >= 0) {
 		vk_epoll_del(vk, st->lfd);
 		close(st->lfd);
@@ -1666,6 +1972,7 @@ void vk_dns_release(struct vpnkit *vk)
 	free(st->arena);
 	free(st->id_map);
 	free(st->buf);
+	free(st->fb_arena);
 	free(st);
 	*vk_dns_state(vk) = NULL;
 }

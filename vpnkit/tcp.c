@@ -159,6 +159,16 @@ static struct tcp_inst *tcp_st(struct vpnkit *vk)
 	return *vk_tcp_state(vk);
 }
 
+/* A flow slot in use by TCP (lists of indices may outlive a flow). */
+static void tcp_sock_event(struct vpnkit *vk, struct vk_handler *h,
+			   uint32_t events);
+
+static bool is_tcp(const struct vk_flow *f)
+{
+	return f->in_use && f->key.proto == IPPROTO_TCP &&
+	       f->h.fn == tcp_sock_event;
+}
+
 static bool seq_lt(uint32_t a, uint32_t b)
 {
 	return (int32_t)(a - b) < 0;
@@ -683,8 +693,13 @@ static int tcp_send_data(struct vpnkit *vk, struct vk_flow *f)
 		if (!c->deadline)
 			arm(vk, c, f->active_ns + c->rto_ns);
 		if ((size_t)n < want) {
-			c->host_ready = false; /* drained until the next event */
-			return 0;
+			/* Drained until the next event; but the peer's end of
+			 * file may have come with this data, in the same
+			 * edge-triggered event: peek once more to see it. */
+			if (!c->rdhup) {
+				c->host_ready = false;
+				return 0;
+			}
 		}
 	}
 
@@ -890,7 +905,7 @@ static void tcp_open(struct vpnkit *vk, const struct vk_pkt *pkt,
 	c->ws_ok = s->ws >= 0;
 	c->ws_guest = (uint8_t)(s->ws >= 0 ? s->ws : 0);
 	c->mss = s->mss ? s->mss : (pkt->af == AF_INET ? 536 : 1220);
-	if (c->mss > cfg->mtu - 40)
+	if (c->mss > cfg->mtu - (pkt->af == AF_INET ? 40 : 60))
 		c->mss = (uint16_t)(cfg->mtu - (pkt->af == AF_INET ? 40 : 60));
 	if (c->mss < 64)
 		c->mss = 64;
@@ -1205,7 +1220,7 @@ void vk_tcp_port_resume(struct vpnkit *vk, struct vk_port *port)
 		struct vk_flow *f = &ts->flows[old[i]];
 		struct tcp_conn *c = conn_of(f);
 
-		if (!f->in_use || !c->on_blocked)
+		if (!is_tcp(f) || !c->on_blocked)
 			continue;
 		c->on_blocked = false;
 		if (f->port != port) {
@@ -1232,8 +1247,12 @@ void vk_tcp_deferred(struct vpnkit *vk)
 		struct vk_flow *f = &ts->flows[ts->deferred[i]];
 		struct tcp_conn *c = conn_of(f);
 
+		/* The slot may have been freed and reused by another
+		 * protocol since it was listed. */
+		if (!is_tcp(f))
+			continue;
 		c->on_deferred = false;
-		if (f->in_use && c->ack_due && c->state == T_ESTABLISHED)
+		if (c->ack_due && c->state == T_ESTABLISHED)
 			tcp_send_flags(vk, f, F_ACK);
 	}
 	ts->n_deferred = 0;
@@ -1293,7 +1312,7 @@ static void tick_one(struct vpnkit *vk, struct vk_flow *f, void *arg)
 					TCP_FIN_TIMEOUT_NS :
 					(uint64_t)cfg->tcp_idle_s * 1000000000ull;
 
-		if (t->now - f->active_ns > idle) {
+		if (f->active_ns < t->now && t->now - f->active_ns > idle) {
 			tcp_reset(vk, f);
 			return;
 		}

@@ -276,7 +276,7 @@ static void tick_one(struct vpnkit *vk, struct vk_flow *f, void *arg)
 
 	if (f->key.proto != IPPROTO_UDP || f->h.fn != udp_sock_event)
 		return;
-	if (t->now - f->active_ns >= t->idle) {
+	if (f->active_ns <= t->now && t->now - f->active_ns >= t->idle) {
 		udp_free(vk, f);
 		return;
 	}
