@@ -29,6 +29,7 @@ for tool in vpnkit ip busybox python3 wget; do
 done
 
 step=${1:-0}
+scripts_dir=$(cd "$(dirname "$0")" && pwd)
 ns=unikit-demo-$$
 tap=vkdemo0
 work=$(mktemp -d /tmp/unikit-demo-vpnkit.XXXXXX)
@@ -45,23 +46,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-bold='' plain=''
-if [[ -t 1 ]]; then
-	bold=$'\033[1m' plain=$'\033[0m'
-fi
-heading() {
-	step=$((step + 1))
-	printf '\n%s== %d. %s%s\n' "$bold" "$step" "$*" "$plain"
-}
-run() {
-	local arg line='$'
-	for arg in "$@"; do
-		[[ $arg == *' '* ]] && arg="'$arg'"
-		line+=" $arg"
-	done
-	printf '%s\n' "$line"
-	"$@"
-}
+# shellcheck source=scripts/lib-demo.sh
+source "$scripts_dir/lib-demo.sh"
 in_ns() {
 	ip netns exec "$ns" "$@"
 }

@@ -33,25 +33,8 @@ scripts_dir=$(cd "$(dirname "$0")" && pwd)
 cd "$work"
 
 step=0
-bold='' plain=''
-if [[ -t 1 ]]; then
-	bold=$'\033[1m' plain=$'\033[0m'
-fi
-heading() {
-	step=$((step + 1))
-	printf '\n%s== %d. %s%s\n' "$bold" "$step" "$*" "$plain"
-}
-
-# Run a command, showing it first (arguments with spaces in quotes).
-run() {
-	local arg line='$'
-	for arg in "$@"; do
-		[[ $arg == *' '* ]] && arg="'$arg'"
-		line+=" $arg"
-	done
-	printf '%s\n' "$line"
-	"$@"
-}
+# shellcheck source=scripts/lib-demo.sh
+source "$scripts_dir/lib-demo.sh"
 
 # Length of a file and what it occupies on disk.
 sizes() {
