@@ -67,6 +67,7 @@ struct vpnkit {
 	/* module state */
 	void *dns, *ndp, *icmp, *dhcp, *fwd, *pcap, *tcp, *udp;
 	uint64_t next_tick;
+	bool in_dispatch; /* inside vpnkit_run_once's event batch */
 };
 
 /* flow.c's part of the instance. */
@@ -531,6 +532,18 @@ static uint64_t run_timers(struct vpnkit *vk, uint64_t now)
 	return next;
 }
 
+static void flush_ports(struct vpnkit *vk);
+
+/*
+ * The end of a batch of input: the work protocols put off so that one
+ * ACK or one sendmmsg serves many frames.
+ */
+static void batch_end(struct vpnkit *vk)
+{
+	vk_udp_flush(vk);
+	vk_tcp_deferred(vk);
+}
+
 static void flush_ports(struct vpnkit *vk)
 {
 	struct vk_port *p;
@@ -561,13 +574,15 @@ int vpnkit_run_once(struct vpnkit *vk, int timeout_ms)
 	n = epoll_wait(vk->epfd, evs, 64, wait_ms);
 	if (n < 0)
 		return -errno;
+	vk->in_dispatch = true;
 	for (i = 0; i < n; i++) {
 		struct vk_handler *h = evs[i].data.ptr;
 
 		h->fn(vk, h, evs[i].events);
 	}
 	watch_reap(vk);
-	vk_tcp_deferred(vk);
+	vk->in_dispatch = false;
+	batch_end(vk);
 	now = vk_now_ns();
 	if (now >= vk->next_tick)
 		vk->next_tick = run_timers(vk, now);
@@ -1095,6 +1110,12 @@ int vpnkit_port_input(struct vpnkit_port *vp, const struct vpnkit_offload *off,
 	default:
 		vk_drop(vk, "ethertype");
 		break;
+	}
+	/* Called from the embedder's own loop rather than from one of our
+	 * events: this frame is a batch of its own. */
+	if (!vk->in_dispatch) {
+		batch_end(vk);
+		flush_ports(vk);
 	}
 	return 0;
 }

@@ -171,6 +171,15 @@ void vk_flow_free(struct vpnkit *vk, struct vk_flow *f)
 	*free_head = f->index;
 }
 
+struct vk_flow *vk_flow_at(struct vpnkit *vk, uint32_t index)
+{
+	struct vk_flow *flows;
+	uint32_t *hash, mask, *free_head;
+
+	vk_flow_table(vk, &flows, &hash, &mask, &free_head);
+	return &flows[index];
+}
+
 void vk_flow_foreach(struct vpnkit *vk,
 		     void (*fn)(struct vpnkit *vk, struct vk_flow *f, void *arg),
 		     void *arg)

@@ -232,6 +232,9 @@ struct vk_flow *vk_flow_new(struct vpnkit *vk, const struct vk_flow_key *k,
 /* Unhash and free: closes f->fd (and gives its budget back) if open. */
 void vk_flow_free(struct vpnkit *vk, struct vk_flow *f);
 
+/* The entry at this index (which may be free or reused: check). */
+struct vk_flow *vk_flow_at(struct vpnkit *vk, uint32_t index);
+
 /* Visit every flow in use (fn may free the flow it is given). */
 void vk_flow_foreach(struct vpnkit *vk,
 		     void (*fn)(struct vpnkit *vk, struct vk_flow *f, void *arg),
@@ -307,6 +310,8 @@ void vk_udp_inbound(struct vpnkit *vk, int lfd, const struct sockaddr *peer,
 		    socklen_t peer_len, const struct in6_addr *gaddr,
 		    uint16_t gport, const uint8_t *data, size_t len);
 void vk_udp_forward_gone(struct vpnkit *vk, int lfd);
+/* Send the datagrams VMs gave in this batch (sendmmsg). */
+void vk_udp_flush(struct vpnkit *vk);
 int vk_udp_init(struct vpnkit *vk);
 void vk_udp_release(struct vpnkit *vk);
 void **vk_udp_state(struct vpnkit *vk);

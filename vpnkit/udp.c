@@ -34,11 +34,17 @@ struct udp_flow {
 _Static_assert(sizeof(struct udp_flow) <= VK_FLOW_PRIV, "udp_flow fits");
 
 struct udp_state {
-	uint8_t *bufs; /* UDP_BATCH x mtu */
+	uint8_t *bufs; /* UDP_BATCH x mtu, for recvmmsg */
 	size_t buf_size;
 	struct mmsghdr msgs[UDP_BATCH];
 	struct iovec iovs[UDP_BATCH];
-};
+	/* Datagrams from VMs staged for sendmmsg until the batch ends. */
+	uint8_t *out; /* UDP_BATCH x mtu */
+	struct mmsghdr out_msgs[UDP_BATCH];
+	struct iovec out_iovs[UDP_BATCH];
+	uint32_t out_flow[UDP_BATCH]; /* flow index of each */
+	unsigned n_out;
+	};
 
 static struct udp_flow *uflow(struct vk_flow *f)
 {
@@ -54,7 +60,8 @@ int vk_udp_init(struct vpnkit *vk)
 	*vk_udp_state(vk) = us;
 	us->buf_size = vk_config(vk)->mtu;
 	us->bufs = malloc(us->buf_size * UDP_BATCH);
-	return us->bufs ? 0 : -ENOMEM;
+	us->out = malloc(us->buf_size * UDP_BATCH);
+	return us->bufs && us->out ? 0 : -ENOMEM;
 }
 
 void vk_udp_release(struct vpnkit *vk)
@@ -64,12 +71,15 @@ void vk_udp_release(struct vpnkit *vk)
 	if (!us)
 		return;
 	free(us->bufs);
+	free(us->out);
 	free(us);
 	*vk_udp_state(vk) = NULL;
 }
 
 static void udp_free(struct vpnkit *vk, struct vk_flow *f)
 {
+	/* Staged datagrams of this flow go out before its socket closes. */
+	vk_udp_flush(vk);
 	vk_flow_free(vk, f);
 }
 
@@ -116,6 +126,9 @@ static void udp_sock_event(struct vpnkit *vk, struct vk_handler *h,
 			return;
 	}
 }
+
+static void udp_stage(struct vpnkit *vk, struct vk_flow *f,
+		      const uint8_t *data, size_t len);
 
 static struct vk_flow *udp_open(struct vpnkit *vk, const struct vk_pkt *pkt,
 				const struct vk_flow_key *key)
@@ -213,8 +226,64 @@ void vk_udp_input(struct vpnkit *vk, const struct vk_pkt *pkt)
 			vk_drop(vk, "UDP send to a forward's client");
 		return;
 	}
-	if (send(f->fd, data, len, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
-		vk_drop(vk, "UDP send");
+	udp_stage(vk, f, data, len);
+}
+
+/*
+ * Send the staged datagrams: runs of the same flow go out with one
+ * sendmmsg each. A datagram the socket refuses is dropped, as a full
+ * queue would drop it on a real link.
+ */
+void vk_udp_flush(struct vpnkit *vk)
+{
+	struct udp_state *us = *vk_udp_state(vk);
+	unsigned i = 0, j;
+
+	while (us && i < us->n_out) {
+		struct vk_flow *f = vk_flow_at(vk, us->out_flow[i]);
+		int sent;
+
+		for (j = i + 1; j < us->n_out &&
+				us->out_flow[j] == us->out_flow[i];
+		     j++)
+			;
+		if (f->in_use && f->key.proto == IPPROTO_UDP && f->fd >= 0) {
+			sent = sendmmsg(f->fd, &us->out_msgs[i], j - i,
+					MSG_DONTWAIT | MSG_NOSIGNAL);
+			if (sent < 0)
+				sent = 0;
+			while (i + (unsigned)sent < j) {
+				vk_drop(vk, "UDP send");
+				sent++;
+			}
+		}
+		i = j;
+	}
+	if (us)
+		us->n_out = 0;
+}
+
+/* Keep a copy of the datagram for the batch's sendmmsg. */
+static void udp_stage(struct vpnkit *vk, struct vk_flow *f,
+		      const uint8_t *data, size_t len)
+{
+	struct udp_state *us = *vk_udp_state(vk);
+	struct mmsghdr *m;
+
+	if (len > us->buf_size) { /* larger than the MTU: cannot be */
+		vk_drop(vk, "UDP datagram larger than the MTU");
+		return;
+	}
+	if (us->n_out == UDP_BATCH)
+		vk_udp_flush(vk);
+	m = &us->out_msgs[us->n_out];
+	us->out_iovs[us->n_out].iov_base = us->out + us->n_out * us->buf_size;
+	us->out_iovs[us->n_out].iov_len = len;
+	memcpy(us->out_iovs[us->n_out].iov_base, data, len);
+	memset(m, 0, sizeof(*m));
+	m->msg_hdr.msg_iov = &us->out_iovs[us->n_out];
+	m->msg_hdr.msg_iovlen = 1;
+	us->out_flow[us->n_out++] = f->index;
 }
 
 void vk_udp_inbound(struct vpnkit *vk, int lfd, const struct sockaddr *peer,

@@ -743,6 +743,12 @@ TEST(tcp_vm_retransmission_and_gap)
 	t.snd_nxt = start_seq + 1500;
 	fill_pattern(buf, 100, 11, 1500);
 	vm_seg(&t, FR_ACK, buf, 100);
+	/* Frames given outside the loop are each a batch: each segment is
+	 * acknowledged, the one past the gap by a duplicate ACK. */
+	vm_get(&t, &v, 200);
+	ASSERT_EQ_U64(v.ack, start_seq + 600);
+	vm_get(&t, &v, 200);
+	ASSERT_EQ_U64(v.ack, start_seq + 1000);
 	vm_get(&t, &v, 200);
 	ASSERT_EQ_U64(v.ack, start_seq + 1000);
 	host_expect(&r, fd, 1000, 11, 0);
@@ -1210,6 +1216,14 @@ TEST(tcp_deferred_ack_after_flow_reused)
 	vm_init(&t, &r, r.host, false, 40050, port);
 	fd = vm_open(&t, lfd, 1460, 7, 65535);
 	vm_seg(&t, FR_ACK | FR_PSH, "data", 4); /* an ACK is owed */
+	{
+		/* Given outside the loop, the frame is a batch of its own:
+		 * its ACK goes out at once. */
+		struct fr_view v;
+
+		rig_expect(&r, 500, &v);
+		ASSERT_EQ_U64(v.proto, IPPROTO_TCP);
+	}
 	vm_seg(&t, FR_RST, NULL, 0); /* and the flow is gone */
 	ASSERT_EQ_U64(rig_stats(&r).tcp_flows, 0);
 	ASSERT_EQ_INT(sendto(cfd, "udp", 3, 0, (struct sockaddr *)&fw.host,
