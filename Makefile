@@ -33,7 +33,7 @@ MAKEFLAGS += --no-builtin-rules
 
 # Components in dependency order: a component may link only against those
 # before it. Each includes <comp>/module.mk.
-COMPONENTS := base qcow vpnkit
+COMPONENTS := base qcow vpnkit hyperkit
 
 SANITIZE ?= 0
 FUZZ ?= 0

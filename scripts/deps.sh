@@ -25,6 +25,8 @@ packages=(
 	procps jq
 	# QEMU guest rigs: the emulator, and what unpacks a Debian kernel
 	qemu-system-x86 kmod xz-utils
+	# hyperkit tests: iasl disassembles the ACPI tables we generate
+	acpica-tools
 	# benchmarks (bench/): the peers and the load generator
 	iperf3 passt slirp4netns
 )
