@@ -14,6 +14,14 @@
 #                disconnect reply; vmnet-client prints the VIF
 #   garbage/*    a peer with an unknown first byte, or a bad QEMU length,
 #                is disconnected while a connected VM carries on
+#   vmn3t/handshake-timeout  peers that connect and never attach (silent,
+#                a partial init, an init without its command) fill the 256
+#                connection slots, so the next is refused at once; after
+#                --handshake-timeout those in the handshake are closed and
+#                counted, the silent ones (QEMU may be waiting for its
+#                guest) stay until a newcomer finds every slot taken, when
+#                the one silent for longest makes room; attached VMs
+#                (VMN3T and QEMU) that stayed idle are still served
 #   arp/*        an ARP request for the gateway 192.168.65.1 is answered
 #                over each framing: VMN3T (u16 LE), QEMU (u32 BE),
 #                SOCK_DGRAM and SOCK_SEQPACKET
@@ -452,6 +460,93 @@ def case_backpressure(sock, ctl, hport):
                                      "forward": fwd})])[0]["ok"]
     s.close()
 
+def stats(ctl):
+    return control(ctl, ['{"op":"stats"}'])[0]
+
+def connect_waiting(path):
+    """Connect even when the backlog is full (blocking until there is
+    room), then use the usual timeout."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(path)
+    s.settimeout(TIMEOUT)
+    return s
+
+def still_open(s):
+    s.setblocking(False)
+    try:
+        return s.recv(1) != b""
+    except BlockingIOError:
+        return True
+    except ConnectionResetError:
+        return False
+    finally:
+        s.settimeout(TIMEOUT)
+
+def wait_connections(ctl, n, until):
+    """The daemon may still be accepting what waits in the backlog."""
+    while stats(ctl)["connections"] != n and time.time() < until:
+        time.sleep(0.01)
+    st = stats(ctl)
+    assert st["connections"] == n, (n, st)
+
+def case_handshake_timeout(sock, ctl, timeout):
+    timeout = float(timeout)
+    vm, _, resp = vmn3t_open(sock, uuid="12345678-1111-4222-8333-444444444444")
+    mac = parse_vif(resp)[2]
+    vm_link = Link("le16", vm)
+    qemu_mac = random_mac()
+    qemu = Link("be32", connect(sock))
+    arp_gateway(qemu, qemu_mac)
+    bad0 = stats(ctl)["transport_peers_bad"]
+    # Every other slot taken by a peer that never attaches.
+    t0 = time.time()
+    idle = []
+    for i in range(256 - 2):
+        s = connect_waiting(sock)
+        if i % 3 == 1:
+            s.sendall(b"VMN3")           # a slow loris
+        elif i % 3 == 2:
+            s.sendall(init_msg())        # an init, never a command
+        idle.append(s)
+    # (the control socket has slots of its own)
+    wait_connections(ctl, 256, t0 + timeout / 2)
+    extra = connect_waiting(sock)
+    extra.settimeout(timeout / 2)
+    assert extra.recv(1) == b"", "connection 257 was not refused at once"
+    assert time.time() - t0 < timeout / 2, "too slow to fill the slots in time"
+    assert still_open(idle[1]), "a slow loris was closed early"
+    # Those in the handshake are closed after the timeout (an init gets
+    # its answer first); the silent ones stay.
+    for i, s in enumerate(idle):
+        if i % 3 == 0:
+            continue
+        s.settimeout(timeout + TIMEOUT)
+        if i % 3 == 2:
+            assert recv_exact(s, 49)[:5] == b"VMN3T"
+        expect_eof(s, f"peer {i} in the handshake")
+    assert time.time() - t0 >= timeout * 0.9, "closed before the deadline"
+    silent = [s for i, s in enumerate(idle) if i % 3 == 0]
+    assert all(still_open(s) for s in silent), "a silent peer was closed"
+    st = stats(ctl)
+    assert st["connections"] == 2 + len(silent), st
+    assert st["transport_peers_bad"] == bad0 + 254 - len(silent), (bad0, st)
+    # Fill the slots again with fresh silent peers: a newcomer now takes
+    # the slot of the one silent for longest, and attaches.
+    t1 = time.time()
+    fresh = [connect_waiting(sock) for _ in range(256 - 2 - len(silent))]
+    wait_connections(ctl, 256, t1 + timeout / 2)
+    s, _, resp = vmn3t_open(sock, uuid="87654321-1111-4222-8333-444444444444")
+    parse_vif(resp)
+    closed = [x for x in silent if not still_open(x)]
+    assert len(closed) == 1, f"{len(closed)} silent peers made room"
+    assert closed[0] is silent[0], "not the one silent for longest"
+    assert all(still_open(x) for x in fresh), "a fresh silent peer went"
+    # The attached VMs carried on.
+    arp_gateway(vm_link, mac)
+    arp_gateway(qemu, qemu_mac)
+    s.close()
+    vm.close()
+
 if __name__ == "__main__":
     globals()["case_" + sys.argv[1]](*sys.argv[2:])
 EOF
@@ -481,9 +576,11 @@ cli() {
 	local out=$T/cli.out
 	vpnkit --help >"$out" 2>&1 || return 1
 	grep -q -- '--listen-seqpacket' "$out" || return 1
+	grep -q -- '--handshake-timeout' "$out" || return 1
 	for args in "--bogus" "--mtu 12" "--mtu 1500x" "--listen" \
 		"--subnet 10.0.0.1/24 --listen $T/x" "--dns maybe --listen $T/x" \
 		"--forward tcp:1.2.3.4 --listen $T/x" "--host-ip 1.2.3 --listen $T/x" \
+		"--handshake-timeout 0 --listen $T/x" \
 		"" "extra"; do
 		# shellcheck disable=SC2086
 		vpnkit $args >"$out" 2>&1
@@ -553,6 +650,21 @@ clamp() {
 	return $rc
 }
 check "$P/vmn3t/mtu-65520-clamps-max-packet-size" clamp
+
+handshake_timeout() {
+	start_daemon hs --listen "$T/hs.sock" --control "$T/hs.ctl" \
+		--dns off --handshake-timeout 2 || return 1
+	local pid=$PID rc=0
+	vk handshake_timeout "$T/hs.sock" "$T/hs.ctl" 2 || rc=1
+	grep -q 'handshake not done within 2 s' "$T/hs.log" || {
+		echo "no log line for the timeout"
+		rc=1
+	}
+	kill "$pid"
+	wait "$pid" || rc=1
+	return $rc
+}
+check "$P/vmn3t/handshake-timeout-frees-slots" handshake_timeout
 
 shutdown() {
 	kill -0 "$MAIN_PID" || return 1

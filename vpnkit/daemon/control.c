@@ -33,41 +33,29 @@
 struct control;
 
 struct control_client {
+	struct daemon_conn c;
 	struct control *ctl;
-	int fd;
 	char in[CONTROL_LINE_MAX + 1];
 	size_t in_len;
 	struct strbuf out;
 	size_t out_off; /* bytes of out already written */
-	uint32_t events;
-	struct control_client *next, *prev;
 };
 
 struct control {
-	struct daemon *d;
+	struct daemon_listener base;
 	struct json_flat req; /* the request being answered */
-	int fd;
-	char *path;
 	unsigned n_clients;
-	struct control_client *clients;
 	struct control *next;
 };
 
-static void client_destroy(struct control_client *c)
+static void client_destroy(struct daemon_conn *dc)
 {
-	struct control *ctl = c->ctl;
+	struct control_client *c =
+		daemon_container_of(dc, struct control_client, c);
 
-	vpnkit_unwatch(ctl->d->vk, c->fd);
-	close(c->fd);
-	if (c->prev)
-		c->prev->next = c->next;
-	else
-		ctl->clients = c->next;
-	if (c->next)
-		c->next->prev = c->prev;
+	daemon_conn_remove(dc);
 	strbuf_release(&c->out);
 	free(c);
-	ctl->n_clients--;
 }
 
 /* ---------------------------------------------------------------- requests */
@@ -170,10 +158,48 @@ static void reply_error(struct strbuf *sb, const char *fmt_prefix,
 	strbuf_release(&msg);
 }
 
+/*
+ * The reply to an add or a remove of the forward spec that returned r:
+ * ok, known_why for the error known (-EEXIST, -ENOENT), or the error's
+ * text. done ("added") is for the log.
+ */
+static void reply_result(struct daemon *d, struct strbuf *sb, int r, int known,
+			 const char *known_why, const char *done,
+			 const char *spec)
+{
+	if (r == known) {
+		reply_error(sb, known_why, spec);
+		return;
+	}
+	if (r < 0) {
+		reply_error(sb, "", strerror(-r));
+		return;
+	}
+	logger_printf(&d->log, LOG_LEVEL_DEBUG, "control: %s forward %s", done,
+		      spec);
+	strbuf_addf(sb, "{\"ok\":true}");
+}
+
+/* Every forward, in a new array of *n (at least one slot); NULL after
+ * an error reply. */
+static struct vpnkit_forward *forwards_get(struct daemon *d, size_t *n,
+					   struct strbuf *sb)
+{
+	struct vpnkit_forward *list;
+
+	*n = vpnkit_forward_list(d->vk, NULL, 0);
+	list = calloc(*n ? *n : 1, sizeof(*list));
+	if (!list) {
+		reply_error(sb, "", strerror(ENOMEM));
+		return NULL;
+	}
+	*n = vpnkit_forward_list(d->vk, list, *n);
+	return list;
+}
+
 static void op_add(struct daemon *d, const char *spec, struct strbuf *sb)
 {
 	struct vpnkit_forward fwd;
-	int r;
 
 	if (vpnkit_forward_parse(spec, &fwd) < 0) {
 		reply_error(
@@ -182,18 +208,8 @@ static void op_add(struct daemon *d, const char *spec, struct strbuf *sb)
 			spec);
 		return;
 	}
-	r = vpnkit_forward_add(d->vk, &fwd);
-	if (r == -EEXIST) {
-		reply_error(sb, "a forward already listens on ", spec);
-		return;
-	}
-	if (r < 0) {
-		reply_error(sb, "", strerror(-r));
-		return;
-	}
-	logger_printf(&d->log, LOG_LEVEL_DEBUG, "control: added forward %s",
-		      spec);
-	strbuf_addf(sb, "{\"ok\":true}");
+	reply_result(d, sb, vpnkit_forward_add(d->vk, &fwd), -EEXIST,
+		     "a forward already listens on ", "added", spec);
 }
 
 static void op_remove(struct daemon *d, const char *spec, struct strbuf *sb)
@@ -214,13 +230,9 @@ static void op_remove(struct daemon *d, const char *spec, struct strbuf *sb)
 	}
 	if (has_guest) {
 		/* The guest part, when given, must match too. */
-		n = vpnkit_forward_list(d->vk, NULL, 0);
-		list = calloc(n ? n : 1, sizeof(*list));
-		if (!list) {
-			reply_error(sb, "", strerror(ENOMEM));
+		list = forwards_get(d, &n, sb);
+		if (!list)
 			return;
-		}
-		n = vpnkit_forward_list(d->vk, list, n);
 		for (size_t i = 0; i < n; i++) {
 			if (list[i].proto == proto &&
 			    sockaddr_same(&list[i].host, &host) &&
@@ -234,17 +246,7 @@ static void op_remove(struct daemon *d, const char *spec, struct strbuf *sb)
 		}
 	}
 	r = vpnkit_forward_remove(d->vk, proto, (const struct sockaddr *)&host);
-	if (r == -ENOENT) {
-		reply_error(sb, "no such forward: ", spec);
-		return;
-	}
-	if (r < 0) {
-		reply_error(sb, "", strerror(-r));
-		return;
-	}
-	logger_printf(&d->log, LOG_LEVEL_DEBUG, "control: removed forward %s",
-		      spec);
-	strbuf_addf(sb, "{\"ok\":true}");
+	reply_result(d, sb, r, -ENOENT, "no such forward: ", "removed", spec);
 }
 
 static void op_list(struct daemon *d, struct strbuf *sb)
@@ -253,13 +255,9 @@ static void op_list(struct daemon *d, struct strbuf *sb)
 	char text[128];
 	size_t n;
 
-	n = vpnkit_forward_list(d->vk, NULL, 0);
-	list = calloc(n ? n : 1, sizeof(*list));
-	if (!list) {
-		reply_error(sb, "", strerror(ENOMEM));
+	list = forwards_get(d, &n, sb);
+	if (!list)
 		return;
-	}
-	n = vpnkit_forward_list(d->vk, list, n);
 	strbuf_addf(sb, "{\"ok\":true,\"forwards\":[");
 	for (size_t i = 0; i < n; i++) {
 		if (vpnkit_forward_format(&list[i], text, sizeof(text)) < 0)
@@ -296,7 +294,7 @@ static void op_stats(struct daemon *d, struct strbuf *sb)
 static void control_handle(struct control *ctl, const char *line, size_t len,
 			   struct strbuf *sb)
 {
-	struct daemon *d = ctl->d;
+	struct daemon *d = ctl->base.d;
 	struct json_flat *req = &ctl->req;
 	const struct json_member *op, *fwd;
 	const char *why;
@@ -343,21 +341,11 @@ static void control_handle(struct control *ctl, const char *line, size_t len,
 
 /* ---------------------------------------------------------------- clients */
 
-static void client_watch_out(struct control_client *c, bool on)
-{
-	uint32_t ev = on ? EPOLLIN | EPOLLOUT : EPOLLIN;
-
-	if (ev == c->events)
-		return;
-	c->events = ev;
-	vpnkit_watch_mod(c->ctl->d->vk, c->fd, ev);
-}
-
 /* Write pending replies. Returns -1 if the client is gone. */
 static int client_flush(struct control_client *c)
 {
 	while (c->out_off < c->out.len) {
-		ssize_t n = write(c->fd, c->out.s + c->out_off,
+		ssize_t n = write(c->c.fd, c->out.s + c->out_off,
 				  c->out.len - c->out_off);
 
 		if (n < 0) {
@@ -366,7 +354,7 @@ static int client_flush(struct control_client *c)
 			if (errno == EAGAIN || errno == EWOULDBLOCK) {
 				if (c->out.len - c->out_off > CONTROL_OUT_MAX)
 					goto gone;
-				client_watch_out(c, true);
+				daemon_conn_watch_out(&c->c, true);
 				return 0;
 			}
 			goto gone;
@@ -375,17 +363,17 @@ static int client_flush(struct control_client *c)
 	}
 	c->out.len = 0;
 	c->out_off = 0;
-	client_watch_out(c, false);
+	daemon_conn_watch_out(&c->c, false);
 	return 0;
 gone:
-	client_destroy(c);
+	client_destroy(&c->c);
 	return -1;
 }
 
 static void client_event(void *opaque, uint32_t events)
 {
 	struct control_client *c = opaque;
-	struct daemon *d = c->ctl->d;
+	struct daemon *d = c->c.d;
 	char *nl;
 	ssize_t n;
 
@@ -393,11 +381,11 @@ static void client_event(void *opaque, uint32_t events)
 		return;
 	if (!(events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
 		return;
-	n = read(c->fd, c->in + c->in_len, sizeof(c->in) - c->in_len);
+	n = read(c->c.fd, c->in + c->in_len, sizeof(c->in) - c->in_len);
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return;
 	if (n <= 0) {
-		client_destroy(c);
+		client_destroy(&c->c);
 		return;
 	}
 	c->in_len += (size_t)n;
@@ -415,7 +403,7 @@ static void client_event(void *opaque, uint32_t events)
 		c->in_len -= len + 1;
 	}
 	if (c->out.failed) {
-		client_destroy(c);
+		client_destroy(&c->c);
 		return;
 	}
 	if (c->in_len == sizeof(c->in)) {
@@ -427,82 +415,56 @@ static void client_event(void *opaque, uint32_t events)
 		reply_error(&c->out, "", "line too long");
 		strbuf_add(&c->out, "\n", 1);
 		if (client_flush(c) == 0)
-			client_destroy(c);
+			client_destroy(&c->c);
 		return;
 	}
 	client_flush(c);
 }
 
-static void control_listener_event(void *opaque, uint32_t events)
+static void control_accept(struct daemon_listener *base, int fd)
 {
-	struct control *ctl = opaque;
+	struct control *ctl = daemon_container_of(base, struct control, base);
 	struct control_client *c;
-	int fd;
 
-	(void)events;
-	fd = accept4(ctl->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-	if (fd < 0)
-		return;
-	if (ctl->n_clients >= CONTROL_MAX_CLIENTS) {
-		daemon_peer_log(ctl->d, LOG_LEVEL_WARN,
-				"control: %u clients already: refused",
-				ctl->n_clients);
-		close(fd);
-		return;
-	}
 	c = calloc(1, sizeof(*c));
 	if (!c) {
 		close(fd);
 		return;
 	}
 	c->ctl = ctl;
-	c->fd = fd;
-	c->events = EPOLLIN;
-	if (vpnkit_watch(ctl->d->vk, fd, c->events, client_event, c) < 0) {
+	if (daemon_conn_add(base, &c->c, fd, client_event, c) < 0) {
 		free(c);
 		close(fd);
-		return;
 	}
-	c->next = ctl->clients;
-	if (ctl->clients)
-		ctl->clients->prev = c;
-	ctl->clients = c;
-	ctl->n_clients++;
 }
 
 int control_listen(struct daemon *d, const char *path)
 {
 	struct control *ctl;
-	int fd, r;
+	int r;
 
-	fd = daemon_unix_listen(path, SOCK_STREAM);
-	if (fd < 0)
-		return fd;
+	ctl = calloc(1, sizeof(*ctl));
+	if (!ctl)
+		return -ENOMEM;
+	ctl->base.what = "control";
+	ctl->base.count = &ctl->n_clients;
+	ctl->base.max = CONTROL_MAX_CLIENTS;
+	ctl->base.accept = control_accept;
+	ctl->base.destroy = client_destroy;
+	r = daemon_listener_open(&ctl->base, d, path, SOCK_STREAM);
+	if (r < 0)
+		goto out_free;
 	if (chmod(path, 0600) < 0) {
 		r = -errno;
-		goto fail;
-	}
-	ctl = calloc(1, sizeof(*ctl));
-	if (!ctl || !(ctl->path = strdup(path))) {
-		free(ctl);
-		r = -ENOMEM;
-		goto fail;
-	}
-	ctl->d = d;
-	ctl->fd = fd;
-	r = vpnkit_watch(d->vk, fd, EPOLLIN, control_listener_event, ctl);
-	if (r < 0) {
-		free(ctl->path);
-		free(ctl);
-		goto fail;
+		daemon_listener_close(&ctl->base);
+		goto out_free;
 	}
 	ctl->next = d->controls;
 	d->controls = ctl;
 	logger_printf(&d->log, LOG_LEVEL_INFO, "control socket on %s", path);
 	return 0;
-fail:
-	close(fd);
-	unlink(path);
+out_free:
+	free(ctl);
 	return r;
 }
 
@@ -512,15 +474,7 @@ void control_close_all(struct daemon *d)
 
 	while ((ctl = d->controls)) {
 		d->controls = ctl->next;
-		for (struct control_client *c = ctl->clients, *next; c;
-		     c = next) {
-			next = c->next;
-			client_destroy(c);
-		}
-		vpnkit_unwatch(d->vk, ctl->fd);
-		close(ctl->fd);
-		unlink(ctl->path);
-		free(ctl->path);
+		daemon_listener_close(&ctl->base);
 		free(ctl);
 	}
 }

@@ -20,8 +20,8 @@
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "daemon.h"
@@ -29,6 +29,7 @@
 #define MAX_LISTEN 8
 #define MAX_FORWARDS 64
 #define DEFAULT_MAX_CONNS 256
+#define DEFAULT_HANDSHAKE_TIMEOUT_S 10
 
 struct options {
 	const char *listen[MAX_LISTEN];
@@ -45,6 +46,7 @@ struct options {
 	const char *host_names[VPNKIT_MAX_NAMES];
 	unsigned n_host_names;
 	const char *pidfile;
+	unsigned handshake_timeout_s;
 	int verbosity; /* 0: info; -1: errors only */
 	/* which addresses were given (others follow the subnet) */
 	bool gateway_set, host_set, pool_set;
@@ -101,6 +103,11 @@ static void usage(FILE *f)
 		"  --max-fds N              host sockets at once (4096)\n"
 		"  --tcp-idle S             seconds before an idle TCP flow is closed (7200)\n"
 		"  --udp-idle S             the same for UDP (60)\n"
+		"  --handshake-timeout S    seconds a --listen peer has to finish hyperkit's\n"
+		"                           handshake once begun, or be disconnected; a peer\n"
+		"                           silent that long (QEMU waits for its guest) gives\n"
+		"                           up its slot to a newcomer when all are taken (10)\n"
+		"  (at most 256 stream and seqpacket connections at once)\n"
 		"\n"
 		"Diagnostics:\n"
 		"  --pcap FILE              record every frame to and from the VMs\n"
@@ -322,6 +329,7 @@ enum {
 	OPT_MAX_FDS,
 	OPT_TCP_IDLE,
 	OPT_UDP_IDLE,
+	OPT_HANDSHAKE_TIMEOUT,
 	OPT_PCAP,
 	OPT_PIDFILE,
 };
@@ -351,6 +359,7 @@ static const struct option long_options[] = {
 	{ "max-fds", required_argument, NULL, OPT_MAX_FDS },
 	{ "tcp-idle", required_argument, NULL, OPT_TCP_IDLE },
 	{ "udp-idle", required_argument, NULL, OPT_UDP_IDLE },
+	{ "handshake-timeout", required_argument, NULL, OPT_HANDSHAKE_TIMEOUT },
 	{ "pcap", required_argument, NULL, OPT_PCAP },
 	{ "pidfile", required_argument, NULL, OPT_PIDFILE },
 	{ "verbose", no_argument, NULL, 'v' },
@@ -495,6 +504,10 @@ static void parse_options(int argc, char **argv, struct options *o,
 			cfg->udp_idle_s = parse_uint("--udp-idle", optarg, 1,
 						     UINT_MAX / 1000);
 			break;
+		case OPT_HANDSHAKE_TIMEOUT:
+			o->handshake_timeout_s = parse_uint(
+				"--handshake-timeout", optarg, 1, 3600);
+			break;
 		case OPT_PCAP:
 			cfg->pcap_path = optarg;
 			break;
@@ -551,48 +564,12 @@ void daemon_peer_log(struct daemon *d, enum log_level level, const char *fmt,
 	logger_printf(&d->log, level, "%s", msg);
 }
 
-int daemon_unix_listen(const char *path, int type)
+uint64_t daemon_now_ns(void)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	struct stat st;
-	int fd, probe, r;
+	struct timespec ts;
 
-	if (strlen(path) >= sizeof(sa.sun_path))
-		return -ENAMETOOLONG;
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
-	fd = socket(AF_UNIX, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		r = -errno;
-		if (r != -EADDRINUSE || stat(path, &st) < 0 ||
-		    !S_ISSOCK(st.st_mode))
-			goto fail;
-		/* A socket file: is anyone behind it? */
-		probe = socket(AF_UNIX, type | SOCK_CLOEXEC, 0);
-		if (probe < 0)
-			goto fail;
-		if (connect(probe, (struct sockaddr *)&sa, sizeof(sa)) == 0 ||
-		    errno != ECONNREFUSED) {
-			close(probe);
-			goto fail;
-		}
-		close(probe);
-		if (unlink(path) < 0 ||
-		    bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-			r = -errno;
-			goto fail;
-		}
-	}
-	if (type != SOCK_DGRAM && listen(fd, 128) < 0) {
-		r = -errno;
-		unlink(path);
-		goto fail;
-	}
-	return fd;
-fail:
-	close(fd);
-	return r;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 static int write_pidfile(const char *path)
@@ -674,7 +651,8 @@ static int open_transports(struct daemon *d, const struct options *o)
 
 int main(int argc, char **argv)
 {
-	struct options o = { 0 };
+	struct options o = { .handshake_timeout_s =
+				     DEFAULT_HANDSHAKE_TIMEOUT_S };
 	struct vpnkit_config cfg;
 	struct daemon d = { 0 };
 	sigset_t mask;
@@ -695,6 +673,7 @@ int main(int argc, char **argv)
 	d.peer_rl = (struct ratelimit)RATELIMIT_DEFAULT;
 	d.mtu = cfg.mtu;
 	d.max_conns = DEFAULT_MAX_CONNS;
+	d.handshake_timeout_s = o.handshake_timeout_s;
 	cfg.log = d.log;
 
 	/* Block the stop signals before any thread starts, so that only

@@ -29,7 +29,6 @@
 #include <sys/socket.h>
 #include <sys/timerfd.h>
 #include <sys/un.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "daemon.h"
@@ -66,33 +65,18 @@ struct msg_dgram {
 };
 
 struct seq_conn {
+	struct daemon_conn c;
 	struct msg_listener *l;
-	int fd;
-	unsigned id;
 	struct vpnkit_port *port;
 	bool want_resume;
 	bool broken;
-	uint32_t events;
-	struct seq_conn *next, *prev;
 };
 
 struct msg_listener {
-	struct daemon *d;
-	int fd;
-	char *path;
-	uint8_t *buf;
-	unsigned next_id;
-	struct seq_conn *conns;
+	struct daemon_listener base;
+	uint8_t *buf; /* one message, shared by the connections */
 	struct msg_listener *next;
 };
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 static size_t iov_total(const struct iovec *iov, int iovcnt)
 {
@@ -109,6 +93,32 @@ static bool frame_len_ok(const struct daemon *d, size_t len)
 {
 	return len >= FRAME_MIN && len <= d->mtu + FRAME_MIN &&
 	       len <= FRAME_MAX;
+}
+
+/*
+ * One frame as one message on fd, to addr unless that is NULL. Returns 0
+ * once it is sent, or dropped for a size the link may not carry
+ * (counted); -EAGAIN if the socket is full, or another -errno.
+ */
+static int msg_send(struct daemon *d, int fd, const struct sockaddr_un *addr,
+		    socklen_t addr_len, const struct iovec *iov, int iovcnt)
+{
+	struct msghdr mh = {
+		.msg_name = (void *)addr,
+		.msg_namelen = addr_len,
+		.msg_iov = (struct iovec *)iov,
+		.msg_iovlen = (size_t)iovcnt,
+	};
+	ssize_t n;
+
+	if (!frame_len_ok(d, iov_total(iov, iovcnt))) {
+		d->frames_dropped++;
+		return 0;
+	}
+	do {
+		n = sendmsg(fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
+	} while (n < 0 && errno == EINTR);
+	return n < 0 ? -errno : 0;
 }
 
 /* ---------------------------------------------------------------- dgram */
@@ -144,37 +154,25 @@ static int dgram_send(void *opaque, const struct vpnkit_offload *off,
 		      const struct iovec *iov, int iovcnt)
 {
 	struct dgram_peer *p = opaque;
-	struct msghdr mh = {
-		.msg_name = &p->addr,
-		.msg_namelen = p->addr_len,
-		.msg_iov = (struct iovec *)iov,
-		.msg_iovlen = (size_t)iovcnt,
-	};
-	ssize_t n;
+	int r;
 
 	(void)off;
 	if (p->dead)
 		return -ENOTCONN;
-	if (!frame_len_ok(p->s->d, iov_total(iov, iovcnt))) {
-		p->s->d->frames_dropped++;
+	r = msg_send(p->s->d, p->s->fd, &p->addr, p->addr_len, iov, iovcnt);
+	switch (r) {
+	case 0:
 		return 0;
-	}
-	do {
-		n = sendmsg(p->s->fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
-	} while (n < 0 && errno == EINTR);
-	if (n >= 0)
-		return 0;
-	switch (errno) {
-	case EAGAIN:
+	case -EAGAIN:
 		p->want_resume = true;
 		dgram_arm_timer(p->s);
 		return -EAGAIN;
-	case ECONNREFUSED:
-	case ENOENT:
-	case ENOTCONN:
+	case -ECONNREFUSED:
+	case -ENOENT:
+	case -ENOTCONN:
 		p->dead = true;
 		dgram_arm_timer(p->s);
-		return -errno;
+		return r;
 	default:
 		/* EMSGSIZE and the like: this frame only. */
 		p->s->d->frames_dropped++;
@@ -303,7 +301,7 @@ static void dgram_event(void *opaque, uint32_t events)
 			p = dgram_peer_new(s, &addr, alen);
 		if (!p || p->dead)
 			continue;
-		p->last_rx_ns = now_ns();
+		p->last_rx_ns = daemon_now_ns();
 		vpnkit_port_input(p->port, NULL, s->buf, (size_t)n);
 	}
 }
@@ -362,66 +360,43 @@ fail_free:
 
 /* ---------------------------------------------------------------- seqpacket */
 
-static void seq_watch_out(struct seq_conn *c, bool on)
+static struct seq_conn *seq_of(struct daemon_conn *dc)
 {
-	uint32_t ev = on ? EPOLLIN | EPOLLOUT : EPOLLIN;
-
-	if (ev == c->events)
-		return;
-	c->events = ev;
-	vpnkit_watch_mod(c->l->d->vk, c->fd, ev);
+	return daemon_container_of(dc, struct seq_conn, c);
 }
 
-static void seq_destroy(struct seq_conn *c)
+static void seq_destroy(struct daemon_conn *dc)
 {
-	struct daemon *d = c->l->d;
+	struct seq_conn *c = seq_of(dc);
 
-	logger_printf(&d->log, LOG_LEVEL_DEBUG, "seqpacket %u: VM %s detached",
-		      c->id, vpnkit_port_uuid(c->port));
+	logger_printf(&dc->d->log, LOG_LEVEL_DEBUG,
+		      "seqpacket %u: VM %s detached", dc->id,
+		      vpnkit_port_uuid(c->port));
 	vpnkit_port_free(c->port);
-	vpnkit_unwatch(d->vk, c->fd);
-	close(c->fd);
-	if (c->prev)
-		c->prev->next = c->next;
-	else
-		c->l->conns = c->next;
-	if (c->next)
-		c->next->prev = c->prev;
+	daemon_conn_remove(dc);
 	free(c);
-	d->n_conns--;
 }
 
 static int seq_send(void *opaque, const struct vpnkit_offload *off,
 		    const struct iovec *iov, int iovcnt)
 {
 	struct seq_conn *c = opaque;
-	struct msghdr mh = {
-		.msg_iov = (struct iovec *)iov,
-		.msg_iovlen = (size_t)iovcnt,
-	};
-	ssize_t n;
+	int r;
 
 	(void)off;
 	if (c->broken)
 		return -EPIPE;
-	if (!frame_len_ok(c->l->d, iov_total(iov, iovcnt))) {
-		c->l->d->frames_dropped++;
-		return 0;
-	}
-	do {
-		n = sendmsg(c->fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
-	} while (n < 0 && errno == EINTR);
-	if (n >= 0)
-		return 0;
-	if (errno == EAGAIN) {
+	r = msg_send(c->c.d, c->c.fd, NULL, 0, iov, iovcnt);
+	if (r == -EAGAIN) {
 		c->want_resume = true;
-		seq_watch_out(c, true);
-		return -EAGAIN;
+		daemon_conn_watch_out(&c->c, true);
+	} else if (r < 0) {
+		/* EPOLLOUT reports the error and the event handler tears
+		 * down. */
+		c->broken = true;
+		daemon_conn_watch_out(&c->c, true);
 	}
-	/* EPOLLOUT reports the error and the event handler tears down. */
-	c->broken = true;
-	seq_watch_out(c, true);
-	return -errno;
+	return r;
 }
 
 static const struct vpnkit_port_ops seq_ops = {
@@ -431,31 +406,31 @@ static const struct vpnkit_port_ops seq_ops = {
 static void seq_event(void *opaque, uint32_t events)
 {
 	struct seq_conn *c = opaque;
-	struct daemon *d = c->l->d;
+	struct daemon *d = c->c.d;
 
 	if (c->broken) {
-		seq_destroy(c);
+		seq_destroy(&c->c);
 		return;
 	}
-	if ((events & EPOLLOUT) && c->want_resume) {
-		c->want_resume = false;
-		seq_watch_out(c, false);
-		vpnkit_port_resume(c->port);
-		if (c->broken) {
-			seq_destroy(c);
-			return;
+	if (events & EPOLLOUT) {
+		daemon_conn_watch_out(&c->c, false);
+		if (c->want_resume) {
+			c->want_resume = false;
+			vpnkit_port_resume(c->port);
+			if (c->broken) {
+				seq_destroy(&c->c);
+				return;
+			}
 		}
-	} else if (events & EPOLLOUT) {
-		seq_watch_out(c, false);
 	}
 	if (!(events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
 		return;
 	for (int i = 0; i < MSG_PER_WAKEUP; i++) {
-		ssize_t n = recv(c->fd, c->l->buf, MSG_BUF_SIZE,
+		ssize_t n = recv(c->c.fd, c->l->buf, MSG_BUF_SIZE,
 				 MSG_DONTWAIT | MSG_TRUNC);
 
 		if (n == 0) {
-			seq_destroy(c);
+			seq_destroy(&c->c);
 			return;
 		}
 		if (n < 0) {
@@ -463,7 +438,7 @@ static void seq_event(void *opaque, uint32_t events)
 				continue;
 			if (errno == EAGAIN || errno == EWOULDBLOCK)
 				return;
-			seq_destroy(c);
+			seq_destroy(&c->c);
 			return;
 		}
 		if (!frame_len_ok(d, (size_t)n)) {
@@ -472,79 +447,44 @@ static void seq_event(void *opaque, uint32_t events)
 		}
 		if (vpnkit_port_input(c->port, NULL, c->l->buf, (size_t)n) <
 		    0) {
-			seq_destroy(c);
+			seq_destroy(&c->c);
 			return;
 		}
 	}
 }
 
-static void seq_accept_one(struct msg_listener *l, int fd)
+static void seq_accept(struct daemon_listener *base, int fd)
 {
-	struct daemon *d = l->d;
+	struct msg_listener *l =
+		daemon_container_of(base, struct msg_listener, base);
+	struct daemon *d = base->d;
 	struct vpnkit_port_config pc = { 0 };
 	struct seq_conn *c;
 	int r;
 
-	if (d->n_conns >= d->max_conns) {
-		daemon_peer_log(d, LOG_LEVEL_WARN,
-				"seqpacket: %u connections already: refused",
-				d->n_conns);
-		close(fd);
-		return;
-	}
 	c = calloc(1, sizeof(*c));
 	if (!c) {
 		close(fd);
 		return;
 	}
 	c->l = l;
-	c->fd = fd;
-	c->id = l->next_id++;
-	c->events = EPOLLIN;
+	/* In the loop first: the new port may send at once. */
+	if (daemon_conn_add(base, &c->c, fd, seq_event, c) < 0) {
+		free(c);
+		close(fd);
+		return;
+	}
 	r = vpnkit_port_new(d->vk, &pc, &seq_ops, c, &c->port);
 	if (r < 0) {
 		daemon_peer_log(d, LOG_LEVEL_WARN,
 				"seqpacket: cannot attach a VM: %s",
 				strerror(-r));
-		goto fail;
+		daemon_conn_remove(&c->c);
+		free(c);
+		return;
 	}
-	r = vpnkit_watch(d->vk, fd, c->events, seq_event, c);
-	if (r < 0) {
-		vpnkit_port_free(c->port);
-		goto fail;
-	}
-	c->next = l->conns;
-	if (l->conns)
-		l->conns->prev = c;
-	l->conns = c;
-	d->n_conns++;
 	logger_printf(&d->log, LOG_LEVEL_INFO, "seqpacket %u: VM %s attached",
-		      c->id, vpnkit_port_uuid(c->port));
-	return;
-fail:
-	free(c);
-	close(fd);
-}
-
-static void seq_listener_event(void *opaque, uint32_t events)
-{
-	struct msg_listener *l = opaque;
-
-	(void)events;
-	for (int i = 0; i < 16; i++) {
-		int fd = accept4(l->fd, NULL, NULL,
-				 SOCK_NONBLOCK | SOCK_CLOEXEC);
-
-		if (fd < 0) {
-			if (errno != EAGAIN && errno != EWOULDBLOCK &&
-			    errno != EINTR && errno != ECONNABORTED)
-				daemon_peer_log(l->d, LOG_LEVEL_WARN,
-						"seqpacket: accept: %s",
-						strerror(errno));
-			return;
-		}
-		seq_accept_one(l, fd);
-	}
+		      c->c.id, vpnkit_port_uuid(c->port));
 }
 
 int msg_seqpacket_listen(struct daemon *d, const char *path)
@@ -555,33 +495,28 @@ int msg_seqpacket_listen(struct daemon *d, const char *path)
 	l = calloc(1, sizeof(*l));
 	if (!l)
 		return -ENOMEM;
-	l->d = d;
-	l->path = strdup(path);
+	l->base.what = "seqpacket";
+	l->base.count = &d->n_conns;
+	l->base.max = d->max_conns;
+	l->base.accept = seq_accept;
+	l->base.destroy = seq_destroy;
+	l->base.make_room = stream_make_room;
 	l->buf = malloc(MSG_BUF_SIZE);
-	if (!l->path || !l->buf) {
+	if (!l->buf) {
 		r = -ENOMEM;
-		goto fail_free;
+		goto out_free;
 	}
-	l->fd = daemon_unix_listen(path, SOCK_SEQPACKET);
-	if (l->fd < 0) {
-		r = l->fd;
-		goto fail_free;
-	}
-	r = vpnkit_watch(d->vk, l->fd, EPOLLIN, seq_listener_event, l);
-	if (r < 0) {
-		close(l->fd);
-		unlink(path);
-		goto fail_free;
-	}
+	r = daemon_listener_open(&l->base, d, path, SOCK_SEQPACKET);
+	if (r < 0)
+		goto out_free;
 	l->next = d->seqpackets;
 	d->seqpackets = l;
 	logger_printf(&d->log, LOG_LEVEL_INFO,
 		      "listening on %s (seqpacket, one frame per message)",
 		      path);
 	return 0;
-fail_free:
+out_free:
 	free(l->buf);
-	free(l->path);
 	free(l);
 	return r;
 }
@@ -608,14 +543,7 @@ void msg_close_all(struct daemon *d)
 	}
 	while ((l = d->seqpackets)) {
 		d->seqpackets = l->next;
-		for (struct seq_conn *c = l->conns, *next; c; c = next) {
-			next = c->next;
-			seq_destroy(c);
-		}
-		vpnkit_unwatch(d->vk, l->fd);
-		close(l->fd);
-		unlink(l->path);
-		free(l->path);
+		daemon_listener_close(&l->base);
 		free(l->buf);
 		free(l);
 	}

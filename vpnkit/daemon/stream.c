@@ -2,31 +2,30 @@
 /*
  * The Unix stream transport: one listening socket where hyperkit's
  * virtio-vpnkit device and QEMU's -netdev stream both connect, each
- * connection becoming a port of the switch.
+ * connection becoming a port of the switch. What the bytes mean is
+ * session.c's business; this file moves them between the socket and the
+ * session, and keeps the peer in step with the loop.
  *
- * Theory of operation. A connection starts in DETECT and its first byte
- * decides its framing: 'V' is the start of hyperkit's "VMN3T" init, a
- * zero byte the high byte of a QEMU (passt) big-endian length, which is
- * never above 65535. Anything else is garbage and the peer is dropped.
+ * Theory of operation. Reads of up to the free space of the session's
+ * 256 KiB input buffer go to session_process, a few per wakeup. Frames
+ * to the VM are appended to the session's 512 KiB output buffer by
+ * send() and written by flush() with one write(); when the buffer is
+ * full, send() says -EAGAIN, the socket is watched for EPOLLOUT, and
+ * once it has drained the port is resumed. Nothing is written while the
+ * session holds its output (a VMN3T response is being built). A refused
+ * peer is closed once its reply is written.
  *
- * hyperkit's handshake (vpnkit/vmnet.h) runs through VMN_INIT (read the
- * client's 49 bytes, answer with ours) and VMN_CMD (read the 41-byte
- * command, attach the port, answer with the 258-byte VIF or disconnect).
- * The port is created before the VIF can be written (the VIF carries the
- * port's MAC), and creating a port may already send frames to it (a
- * router advertisement): so the 258 bytes are reserved in the output
- * buffer first and filled in afterwards, and nothing is flushed until
- * the handshake is complete. A refused command gets its disconnect
- * reply and the connection enters CLOSING: input is ignored, and the
- * socket closes once the reply is written.
- *
- * In FRAMES, reads of up to the free space of a 256 KiB buffer go
- * through framing_parse, which delivers the frames in place; a partial
- * frame is moved to the front for the next read. Frames to the VM are
- * appended to a 512 KiB output buffer by send() and written by flush()
- * with one write(); when the buffer is full, send() says -EAGAIN, the
- * socket is watched for EPOLLOUT, and once it has drained the port is
- * resumed.
+ * Deadlines keep peers that never attach from holding the connection
+ * slots. A peer that has begun hyperkit's handshake must finish it within
+ * --handshake-timeout seconds of its first byte (hyperkit sends it all at
+ * once), and a refused peer must take its reply as quickly; otherwise it
+ * is closed, whether it dribbles bytes (a slow loris) or stops. A peer
+ * that has sent nothing at all may be QEMU waiting for its guest's first
+ * frame, which can take minutes: it is left alone, but once it has been
+ * silent for as long as the timeout it gives up its slot when all of
+ * them are taken and another peer connects (the one silent for longest
+ * goes). One timer per listener is set for the earliest deadline among
+ * its connections in the handshake.
  */
 #include <errno.h>
 #include <poll.h>
@@ -34,127 +33,71 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/timerfd.h>
 #include <unistd.h>
 
 #include "daemon.h"
-#include "vpnkit/vmnet.h"
 
-#define STREAM_IN_SIZE (256u * 1024)
-#define STREAM_OUT_SIZE (512u * 1024)
 #define STREAM_READS_PER_WAKEUP 4
-#define STREAM_ACCEPTS_PER_WAKEUP 16
 #define STREAM_SOCKBUF (4 << 20)
 
-_Static_assert(STREAM_IN_SIZE > 4 + FRAME_MAX, "a whole frame fits");
-
-enum stream_state {
-	ST_DETECT,
-	ST_VMN_INIT,
-	ST_VMN_CMD,
-	ST_FRAMES,
-	ST_CLOSING,
-};
-
-struct stream_conn;
-
 struct stream_listener {
-	struct daemon *d;
-	int fd;
-	char *path;
-	unsigned next_id;
-	struct stream_conn *conns;
+	struct daemon_listener base;
+	int timer_fd;
+	uint64_t timer_at; /* the deadline the timer is set for; 0: none */
 	struct stream_listener *next;
 };
 
 struct stream_conn {
-	struct stream_listener *l;
-	struct daemon *d;
-	int fd;
-	unsigned id;
-	enum stream_state state;
-	struct framing fr;
-	struct vpnkit_port *port;
-	uint8_t *in;
-	size_t in_len;
-	struct outbuf out;
-	uint32_t events; /* what the loop watches */
+	struct daemon_conn c;
+	struct session s;
+	/* In the handshake: close unless attached by then. Silent: may be
+	 * closed to make room from then on. Attached: 0. */
+	uint64_t deadline_ns;
 	bool want_resume; /* send said -EAGAIN: resume once drained */
 	bool broken; /* a write failed: tear down at the next event */
-	struct stream_conn *next, *prev;
 };
 
-static void conn_watch_out(struct stream_conn *c, bool on)
+static struct stream_conn *conn_of(struct daemon_conn *dc)
 {
-	uint32_t ev = on ? EPOLLIN | EPOLLOUT : EPOLLIN;
-
-	if (ev == c->events)
-		return;
-	c->events = ev;
-	vpnkit_watch_mod(c->d->vk, c->fd, ev);
+	return daemon_container_of(dc, struct stream_conn, c);
 }
 
-static void conn_destroy(struct stream_conn *c)
+static void conn_destroy(struct daemon_conn *dc)
 {
-	struct daemon *d = c->d;
+	struct stream_conn *c = conn_of(dc);
 
-	if (c->port) {
-		logger_printf(&d->log, LOG_LEVEL_DEBUG,
-			      "stream %u: VM %s detached", c->id,
-			      vpnkit_port_uuid(c->port));
-		vpnkit_port_free(c->port);
-	}
-	vpnkit_unwatch(d->vk, c->fd);
-	close(c->fd);
-	if (c->prev)
-		c->prev->next = c->next;
-	else
-		c->l->conns = c->next;
-	if (c->next)
-		c->next->prev = c->prev;
-	d->frames_dropped += c->fr.dropped;
-	outbuf_release(&c->out);
-	free(c->in);
+	session_release(&c->s);
+	daemon_conn_remove(&c->c);
 	free(c);
-	d->n_conns--;
 }
 
-/* The peer broke the protocol: count, log, disconnect. */
-static void conn_bad(struct stream_conn *c, const char *why)
-{
-	c->d->peers_bad++;
-	daemon_peer_log(c->d, LOG_LEVEL_WARN, "stream %u: %s: disconnected",
-			c->id, why);
-	conn_destroy(c);
-}
-
-/* Write what is queued unless the handshake is still being built or the
- * socket is known to be full. */
+/* Write what is queued unless the session holds it or the socket is
+ * known to be full. */
 static void conn_flush(struct stream_conn *c)
 {
 	int r;
 
-	if (c->broken || c->state == ST_VMN_CMD || outbuf_len(&c->out) == 0 ||
-	    (c->events & EPOLLOUT))
+	if (c->broken || c->s.hold || outbuf_len(&c->s.out) == 0 ||
+	    (c->c.events & EPOLLOUT))
 		return;
-	r = outbuf_flush(&c->out, c->fd);
+	r = outbuf_flush(&c->s.out, c->c.fd);
 	if (r == -EAGAIN) {
-		conn_watch_out(c, true);
+		daemon_conn_watch_out(&c->c, true);
 	} else if (r < 0) {
 		/* EPOLLOUT reports the error at once and we tear down. */
 		c->broken = true;
-		conn_watch_out(c, true);
+		daemon_conn_watch_out(&c->c, true);
 	}
 }
 
-/* Stop reading, write what is queued, then close. Returns -1 if the
+/* A refused peer: write its reply, then close. Returns -1 if the
  * connection is already gone. */
 static int conn_close_soon(struct stream_conn *c)
 {
-	c->state = ST_CLOSING;
-	c->in_len = 0;
 	conn_flush(c);
-	if (c->broken || outbuf_len(&c->out) == 0) {
-		conn_destroy(c);
+	if (c->broken || outbuf_len(&c->s.out) == 0) {
+		conn_destroy(&c->c);
 		return -1;
 	}
 	return 0;
@@ -166,37 +109,28 @@ static int conn_send(void *opaque, const struct vpnkit_offload *off,
 		     const struct iovec *iov, int iovcnt)
 {
 	struct stream_conn *c = opaque;
-	uint8_t hdr[4];
-	size_t len = 0, hlen;
 	int r;
 
 	(void)off; /* ports here are made without VPNKIT_PORT_OFFLOAD */
-	if (c->broken || c->state == ST_CLOSING)
+	if (c->broken || c->s.state == SESSION_CLOSING)
 		return -EPIPE;
-	for (int i = 0; i < iovcnt; i++)
-		len += iov[i].iov_len;
-	if (len < FRAME_MIN || len > c->fr.max_len) {
-		c->d->frames_dropped++;
+	if (session_queue(&c->s, iov, iovcnt) != -ENOBUFS)
 		return 0;
-	}
-	hlen = framing_hdr_put(c->fr.kind, hdr, len);
-	if (outbuf_append(&c->out, hdr, hlen, iov, iovcnt))
-		return 0;
-	if (!(c->events & EPOLLOUT) && c->state == ST_FRAMES) {
-		r = outbuf_flush(&c->out, c->fd);
+	if (!(c->c.events & EPOLLOUT) && c->s.state == SESSION_FRAMES) {
+		r = outbuf_flush(&c->s.out, c->c.fd);
 		if (r < 0 && r != -EAGAIN) {
 			c->broken = true;
-			conn_watch_out(c, true);
+			daemon_conn_watch_out(&c->c, true);
 			return r;
 		}
-		if (outbuf_append(&c->out, hdr, hlen, iov, iovcnt)) {
+		if (session_queue(&c->s, iov, iovcnt) != -ENOBUFS) {
 			if (r == -EAGAIN)
-				conn_watch_out(c, true);
+				daemon_conn_watch_out(&c->c, true);
 			return 0;
 		}
 	}
 	c->want_resume = true;
-	conn_watch_out(c, true);
+	daemon_conn_watch_out(&c->c, true);
 	return -EAGAIN;
 }
 
@@ -210,50 +144,6 @@ static const struct vpnkit_port_ops conn_ops = {
 	.flush = conn_port_flush,
 };
 
-static void conn_set_framing(struct stream_conn *c, enum framing_kind kind)
-{
-	unsigned mtu_frame = c->d->mtu + FRAME_MIN;
-
-	c->fr.kind = kind;
-	c->fr.max_len = kind == FRAMING_LE16 ?
-				vpnkit_vmnet_max_packet_size(c->d->mtu) :
-				FRAME_MAX;
-	c->fr.max_frame = mtu_frame < c->fr.max_len ? mtu_frame : c->fr.max_len;
-}
-
-/* ---------------------------------------------------------------- handshake */
-
-static int conn_vmn_init(struct stream_conn *c, const uint8_t *msg)
-{
-	struct vpnkit_vmnet_init init;
-	uint8_t reply[VPNKIT_VMNET_INIT_SIZE];
-	int r;
-
-	r = vpnkit_vmnet_init_decode(msg, VPNKIT_VMNET_INIT_SIZE, &init);
-	if (r < 0 && r != -EPROTONOSUPPORT) {
-		conn_bad(c, "bad VMN3T init message");
-		return -1;
-	}
-	vpnkit_vmnet_init_encode(reply, VPNKIT_VMNET_VERSION, NULL);
-	outbuf_append(&c->out, reply, sizeof(reply), NULL, 0);
-	if (r == -EPROTONOSUPPORT) {
-		daemon_peer_log(c->d, LOG_LEVEL_WARN,
-				"stream %u: VMN3T version %u, not %u: closing",
-				c->id, init.version, VPNKIT_VMNET_VERSION);
-		return conn_close_soon(c);
-	}
-	logger_printf(&c->d->log, LOG_LEVEL_DEBUG,
-		      "stream %u: hyperkit protocol, peer commit %s", c->id,
-		      init.commit);
-	conn_flush(c);
-	if (c->broken) {
-		conn_destroy(c);
-		return -1;
-	}
-	c->state = ST_VMN_CMD;
-	return 0;
-}
-
 /*
  * A VM that reconnects (hyperkit retries every 100 ms) may be quicker
  * than our noticing that its old connection closed: the loop may hand us
@@ -262,21 +152,22 @@ static int conn_vmn_init(struct stream_conn *c, const uint8_t *msg)
  * now (with whatever frames it left unread: that VM is gone) so the UUID
  * is free. Returns true if it did.
  */
-static bool stream_reap_uuid(struct daemon *d, const char *uuid,
-			     const struct stream_conn *self)
+static bool stream_reap_uuid(void *opaque, const char *uuid)
 {
+	struct stream_conn *self = opaque;
+	struct daemon *d = self->c.d;
 	struct stream_listener *l;
-	struct stream_conn *c;
+	struct daemon_conn *dc;
 	struct pollfd pfd;
 
-	if (!uuid[0])
-		return false;
 	for (l = d->streams; l; l = l->next) {
-		for (c = l->conns; c; c = c->next) {
-			if (c == self || !c->port ||
-			    strcmp(vpnkit_port_uuid(c->port), uuid) != 0)
+		for (dc = l->base.conns; dc; dc = dc->next) {
+			struct stream_conn *c = conn_of(dc);
+
+			if (c == self || !c->s.port ||
+			    strcmp(vpnkit_port_uuid(c->s.port), uuid) != 0)
 				continue;
-			pfd.fd = c->fd;
+			pfd.fd = dc->fd;
 			pfd.events = POLLRDHUP;
 			pfd.revents = 0;
 			if (poll(&pfd, 1, 0) <= 0 ||
@@ -285,209 +176,58 @@ static bool stream_reap_uuid(struct daemon *d, const char *uuid,
 			logger_printf(
 				&d->log, LOG_LEVEL_DEBUG,
 				"stream %u: peer hung up; its UUID reconnects",
-				c->id);
-			conn_destroy(c);
+				dc->id);
+			conn_destroy(dc);
 			return true;
 		}
 	}
 	return false;
 }
 
-static const char *attach_error(int err)
+/* ---------------------------------------------------------------- events */
+
+static void stream_timer_arm(struct stream_listener *l);
+
+static struct stream_listener *listener_of(struct stream_conn *c)
 {
-	switch (err) {
-	case -ERANGE:
-		return "Preferred IP address out of range.";
-	case -EADDRINUSE:
-		return "Preferred IP address is taken, or the UUID is assigned to a different IP.";
-	case -EBUSY:
-		return "UUID is already in use by a connected VM.";
-	case -ENOSPC:
-		return "No free IP address left.";
-	case -EINVAL:
-		return "Invalid UUID or address.";
-	default:
-		return strerror(-err);
-	}
+	return daemon_container_of(c->c.l, struct stream_listener, base);
 }
 
-/* Answer the command with a disconnect, then close. */
-static int conn_refuse(struct stream_conn *c, const char *reason)
-{
-	uint8_t reply[VPNKIT_VMNET_RESPONSE_SIZE];
-
-	vpnkit_vmnet_disconnect_encode(reply, reason);
-	outbuf_append(&c->out, reply, sizeof(reply), NULL, 0);
-	return conn_close_soon(c);
-}
-
-static int conn_vmn_command(struct stream_conn *c, const uint8_t *msg)
-{
-	static const uint8_t reserved[VPNKIT_VMNET_RESPONSE_SIZE];
-	struct vpnkit_vmnet_command cmd;
-	struct vpnkit_port_config pc = { 0 };
-	uint8_t mac[6];
-	size_t rel;
-	int r;
-
-	r = vpnkit_vmnet_command_decode(msg, VPNKIT_VMNET_COMMAND_SIZE, &cmd);
-	if (r < 0) {
-		c->d->peers_bad++;
-		daemon_peer_log(c->d, LOG_LEVEL_WARN,
-				"stream %u: bad VMN3T command (%s)", c->id,
-				strerror(-r));
-		return conn_refuse(c, "Malformed command.");
-	}
-	if (cmd.type == VPNKIT_VMNET_BIND_IPV4) {
-		logger_printf(&c->d->log, LOG_LEVEL_DEBUG,
-			      "stream %u: legacy bind command refused", c->id);
-		return conn_refuse(c, "Bind_ipv4 is not supported.");
-	}
-	/* Reserve the response: port creation may queue frames behind it. */
-	rel = outbuf_len(&c->out);
-	outbuf_append(&c->out, reserved, sizeof(reserved), NULL, 0);
-	pc.uuid = cmd.uuid;
-	pc.preferred_ip = cmd.ip;
-	conn_set_framing(c, FRAMING_LE16);
-	r = vpnkit_port_new(c->d->vk, &pc, &conn_ops, c, &c->port);
-	if (r == -EBUSY && stream_reap_uuid(c->d, cmd.uuid, c))
-		r = vpnkit_port_new(c->d->vk, &pc, &conn_ops, c, &c->port);
-	if (r < 0) {
-		c->port = NULL;
-		vpnkit_vmnet_disconnect_encode(c->out.buf + c->out.head + rel,
-					       attach_error(r));
-		daemon_peer_log(c->d, LOG_LEVEL_WARN,
-				"stream %u: VM %s refused: %s", c->id,
-				cmd.uuid[0] ? cmd.uuid : "(no uuid)",
-				attach_error(r));
-		return conn_close_soon(c);
-	}
-	vpnkit_port_mac(c->port, mac);
-	vpnkit_vmnet_vif_encode(c->out.buf + c->out.head + rel, c->d->mtu,
-				(uint16_t)c->fr.max_len, mac);
-	logger_printf(&c->d->log, LOG_LEVEL_INFO,
-		      "stream %u: VM %s attached (hyperkit protocol)", c->id,
-		      vpnkit_port_uuid(c->port));
-	c->state = ST_FRAMES;
-	conn_flush(c);
-	if (c->broken) {
-		conn_destroy(c);
-		return -1;
-	}
-	return 0;
-}
-
-/* A QEMU stream peer: no handshake, a port right away. */
-static int conn_attach_qemu(struct stream_conn *c)
-{
-	struct vpnkit_port_config pc = { 0 };
-	int r;
-
-	conn_set_framing(c, FRAMING_BE32);
-	c->state = ST_FRAMES;
-	r = vpnkit_port_new(c->d->vk, &pc, &conn_ops, c, &c->port);
-	if (r < 0) {
-		c->port = NULL;
-		daemon_peer_log(c->d, LOG_LEVEL_WARN,
-				"stream %u: cannot attach a VM: %s", c->id,
-				attach_error(r));
-		conn_destroy(c);
-		return -1;
-	}
-	logger_printf(&c->d->log, LOG_LEVEL_INFO,
-		      "stream %u: VM %s attached (QEMU stream framing)", c->id,
-		      vpnkit_port_uuid(c->port));
-	return 0;
-}
-
-static int conn_deliver(void *opaque, const uint8_t *frame, size_t len)
-{
-	struct stream_conn *c = opaque;
-	int r = vpnkit_port_input(c->port, NULL, frame, len);
-
-	return r < 0 ? r : 0;
-}
-
-/*
- * Consume what is in the input buffer as far as the state machine can
- * go; keep the rest at the front. Returns -1 if the connection is gone.
- */
+/* Run the session on what was read and keep the deadline in step with
+ * its state; -1 if the connection is gone. */
 static int conn_process(struct stream_conn *c)
 {
-	size_t pos = 0;
-	ssize_t n;
+	bool silent = c->s.state == SESSION_DETECT;
 
-	for (;;) {
-		size_t avail = c->in_len - pos;
-
-		switch (c->state) {
-		case ST_DETECT:
-			if (avail == 0)
-				goto done;
-			if (c->in[pos] == 'V') {
-				c->state = ST_VMN_INIT;
-			} else if (c->in[pos] == 0) {
-				if (conn_attach_qemu(c) < 0)
-					return -1;
-			} else {
-				conn_bad(c, "unknown framing");
-				return -1;
-			}
-			continue;
-		case ST_VMN_INIT:
-			if (avail < VPNKIT_VMNET_INIT_SIZE)
-				goto done;
-			if (conn_vmn_init(c, c->in + pos) < 0)
-				return -1;
-			pos += VPNKIT_VMNET_INIT_SIZE;
-			continue;
-		case ST_VMN_CMD:
-			if (avail < VPNKIT_VMNET_COMMAND_SIZE)
-				goto done;
-			if (conn_vmn_command(c, c->in + pos) < 0)
-				return -1;
-			pos += VPNKIT_VMNET_COMMAND_SIZE;
-			continue;
-		case ST_FRAMES:
-			n = framing_parse(&c->fr, c->in + pos, avail,
-					  conn_deliver, c);
-			if (n == -EPROTO) {
-				conn_bad(c,
-					 c->fr.kind == FRAMING_LE16 ?
-						 "bad frame length (u16 LE)" :
-						 "bad frame length (u32 BE)");
-				return -1;
-			}
-			if (n < 0) {
-				conn_destroy(c); /* the port broke */
-				return -1;
-			}
-			pos += (size_t)n;
-			goto done;
-		case ST_CLOSING:
-			pos = c->in_len;
-			goto done;
-		}
+	if (session_process(&c->s) < 0) {
+		conn_destroy(&c->c);
+		return -1;
 	}
-done:
-	if (pos > 0) {
-		memmove(c->in, c->in + pos, c->in_len - pos);
-		c->in_len -= pos;
+	if (c->s.state == SESSION_FRAMES) {
+		c->deadline_ns = 0;
+		return 0;
 	}
-	return 0;
+	if (silent && c->s.state != SESSION_DETECT) {
+		/* The handshake's time starts with its first byte. */
+		c->deadline_ns =
+			daemon_now_ns() +
+			(uint64_t)c->c.d->handshake_timeout_s * 1000000000u;
+		stream_timer_arm(listener_of(c));
+	}
+	return c->s.state == SESSION_CLOSING ? conn_close_soon(c) : 0;
 }
 
 /* Read and process; -1 if the connection is gone. */
 static int conn_read(struct stream_conn *c)
 {
 	for (int i = 0; i < STREAM_READS_PER_WAKEUP; i++) {
-		size_t space = STREAM_IN_SIZE - c->in_len;
-		ssize_t n = read(c->fd, c->in + c->in_len, space);
+		size_t space = SESSION_IN_SIZE - c->s.in_len;
+		ssize_t n = read(c->c.fd, c->s.in + c->s.in_len, space);
 
 		if (n == 0) {
-			logger_printf(&c->d->log, LOG_LEVEL_DEBUG,
-				      "stream %u: peer closed", c->id);
-			conn_destroy(c);
+			logger_printf(&c->c.d->log, LOG_LEVEL_DEBUG,
+				      "stream %u: peer closed", c->c.id);
+			conn_destroy(&c->c);
 			return -1;
 		}
 		if (n < 0) {
@@ -495,13 +235,13 @@ static int conn_read(struct stream_conn *c)
 				continue;
 			if (errno == EAGAIN || errno == EWOULDBLOCK)
 				return 0;
-			logger_printf(&c->d->log, LOG_LEVEL_DEBUG,
-				      "stream %u: read: %s", c->id,
+			logger_printf(&c->c.d->log, LOG_LEVEL_DEBUG,
+				      "stream %u: read: %s", c->c.id,
 				      strerror(errno));
-			conn_destroy(c);
+			conn_destroy(&c->c);
 			return -1;
 		}
-		c->in_len += (size_t)n;
+		c->s.in_len += (size_t)n;
 		if (conn_process(c) < 0)
 			return -1;
 		if ((size_t)n < space)
@@ -516,26 +256,26 @@ static void conn_event(void *opaque, uint32_t events)
 	int r;
 
 	if (c->broken) {
-		conn_destroy(c);
+		conn_destroy(&c->c);
 		return;
 	}
 	if (events & EPOLLOUT) {
-		r = outbuf_flush(&c->out, c->fd);
+		r = outbuf_flush(&c->s.out, c->c.fd);
 		if (r < 0 && r != -EAGAIN) {
-			conn_destroy(c);
+			conn_destroy(&c->c);
 			return;
 		}
 		if (r == 0) {
-			if (c->state == ST_CLOSING) {
-				conn_destroy(c);
+			if (c->s.state == SESSION_CLOSING) {
+				conn_destroy(&c->c);
 				return;
 			}
-			conn_watch_out(c, false);
+			daemon_conn_watch_out(&c->c, false);
 			if (c->want_resume) {
 				c->want_resume = false;
-				vpnkit_port_resume(c->port);
+				vpnkit_port_resume(c->s.port);
 				if (c->broken) {
-					conn_destroy(c);
+					conn_destroy(&c->c);
 					return;
 				}
 			}
@@ -548,21 +288,115 @@ static void conn_event(void *opaque, uint32_t events)
 	conn_flush(c);
 }
 
+/* ---------------------------------------------------------------- deadlines */
+
+/* A connection whose deadline closes it: one in the handshake, or
+ * refused and not yet taking its reply. */
+static bool conn_in_handshake(const struct stream_conn *c)
+{
+	return c->deadline_ns && c->s.state != SESSION_DETECT;
+}
+
+/* The earlier of two deadlines, 0 meaning none. */
+static uint64_t earlier(uint64_t a, uint64_t b)
+{
+	return !a || (b && b < a) ? b : a;
+}
+
+/* Set the timer for at (CLOCK_MONOTONIC ns), or stop it (0). */
+static void stream_timer_set(struct stream_listener *l, uint64_t at)
+{
+	struct itimerspec its = { 0 };
+
+	if (at == l->timer_at)
+		return;
+	its.it_value.tv_sec = (time_t)(at / 1000000000u);
+	its.it_value.tv_nsec = (long)(at % 1000000000u);
+	if (timerfd_settime(l->timer_fd, TFD_TIMER_ABSTIME, &its, NULL) == 0)
+		l->timer_at = at;
+}
+
+/* Set the timer for the earliest deadline of the connections in the
+ * handshake, or stop it when there are none. */
+static void stream_timer_arm(struct stream_listener *l)
+{
+	uint64_t next = 0;
+
+	for (struct daemon_conn *dc = l->base.conns; dc; dc = dc->next) {
+		const struct stream_conn *c = conn_of(dc);
+
+		if (conn_in_handshake(c))
+			next = earlier(next, c->deadline_ns);
+	}
+	stream_timer_set(l, next);
+}
+
+static void stream_timer_event(void *opaque, uint32_t events)
+{
+	struct stream_listener *l = opaque;
+	struct daemon *d = l->base.d;
+	struct daemon_conn *dc, *next;
+	uint64_t ticks, now, soonest = 0;
+
+	(void)events;
+	if (read(l->timer_fd, &ticks, sizeof(ticks)) < 0 && errno == EAGAIN)
+		return;
+	l->timer_at = 0;
+	now = daemon_now_ns();
+	for (dc = l->base.conns; dc; dc = next) {
+		struct stream_conn *c = conn_of(dc);
+
+		next = dc->next;
+		if (!conn_in_handshake(c))
+			continue;
+		if (c->deadline_ns > now) {
+			soonest = earlier(soonest, c->deadline_ns);
+			continue;
+		}
+		d->peers_bad++;
+		daemon_peer_log(
+			d, LOG_LEVEL_WARN,
+			"stream %u: handshake not done within %u s: disconnected",
+			dc->id, d->handshake_timeout_s);
+		conn_destroy(dc);
+	}
+	stream_timer_set(l, soonest);
+}
+
+bool stream_make_room(struct daemon *d)
+{
+	struct stream_conn *oldest = NULL;
+	uint64_t now = daemon_now_ns();
+
+	for (struct stream_listener *l = d->streams; l; l = l->next) {
+		for (struct daemon_conn *dc = l->base.conns; dc;
+		     dc = dc->next) {
+			struct stream_conn *c = conn_of(dc);
+
+			if (c->s.state == SESSION_DETECT &&
+			    c->deadline_ns <= now &&
+			    (!oldest || c->deadline_ns < oldest->deadline_ns))
+				oldest = c;
+		}
+	}
+	if (!oldest)
+		return false;
+	d->peers_bad++;
+	daemon_peer_log(d, LOG_LEVEL_WARN,
+			"stream %u: silent for over %u s: closed to make room",
+			oldest->c.id, d->handshake_timeout_s);
+	conn_destroy(&oldest->c);
+	return true;
+}
+
 /* ---------------------------------------------------------------- listener */
 
-static void stream_accept_one(struct stream_listener *l, int fd)
+static void stream_accept(struct daemon_listener *base, int fd)
 {
-	struct daemon *d = l->d;
+	struct daemon *d = base->d;
 	struct stream_conn *c;
 	int size = STREAM_SOCKBUF;
 
-	if (d->n_conns >= d->max_conns) {
-		daemon_peer_log(d, LOG_LEVEL_WARN,
-				"stream: %u connections already: refused",
-				d->n_conns);
-		close(fd);
-		return;
-	}
 	/* Bigger socket buffers mean fewer wakeups per megabyte; the
 	 * forced variant needs CAP_NET_ADMIN, the plain one is capped. */
 	if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &size, sizeof(size)))
@@ -570,27 +404,23 @@ static void stream_accept_one(struct stream_listener *l, int fd)
 	c = calloc(1, sizeof(*c));
 	if (!c)
 		goto fail;
-	c->in = malloc(STREAM_IN_SIZE);
-	if (!c->in || outbuf_init(&c->out, STREAM_OUT_SIZE) < 0)
+	c->s.d = d;
+	c->s.ops = &conn_ops;
+	c->s.opaque = c;
+	c->s.reap_uuid = stream_reap_uuid;
+	if (session_init(&c->s) < 0)
 		goto fail_free;
-	c->l = l;
-	c->d = d;
-	c->fd = fd;
-	c->id = l->next_id++;
-	c->state = ST_DETECT;
-	c->events = EPOLLIN;
-	if (vpnkit_watch(d->vk, fd, c->events, conn_event, c) < 0)
-		goto fail_free;
-	c->next = l->conns;
-	if (l->conns)
-		l->conns->prev = c;
-	l->conns = c;
-	d->n_conns++;
-	logger_printf(&d->log, LOG_LEVEL_DEBUG, "stream %u: connected", c->id);
+	if (daemon_conn_add(base, &c->c, fd, conn_event, c) < 0)
+		goto fail_release;
+	c->s.id = c->c.id;
+	c->deadline_ns = daemon_now_ns() +
+			 (uint64_t)d->handshake_timeout_s * 1000000000u;
+	logger_printf(&d->log, LOG_LEVEL_DEBUG, "stream %u: connected",
+		      c->c.id);
 	return;
+fail_release:
+	session_release(&c->s);
 fail_free:
-	outbuf_release(&c->out);
-	free(c->in);
 	free(c);
 fail:
 	logger_printf(&d->log, LOG_LEVEL_ERR,
@@ -598,58 +428,44 @@ fail:
 	close(fd);
 }
 
-static void stream_listener_event(void *opaque, uint32_t events)
-{
-	struct stream_listener *l = opaque;
-
-	(void)events;
-	for (int i = 0; i < STREAM_ACCEPTS_PER_WAKEUP; i++) {
-		int fd = accept4(l->fd, NULL, NULL,
-				 SOCK_NONBLOCK | SOCK_CLOEXEC);
-
-		if (fd < 0) {
-			if (errno != EAGAIN && errno != EWOULDBLOCK &&
-			    errno != EINTR && errno != ECONNABORTED)
-				daemon_peer_log(l->d, LOG_LEVEL_WARN,
-						"stream: accept: %s",
-						strerror(errno));
-			return;
-		}
-		stream_accept_one(l, fd);
-	}
-}
-
 int stream_listen(struct daemon *d, const char *path)
 {
 	struct stream_listener *l;
-	int fd, r;
+	int r;
 
-	fd = daemon_unix_listen(path, SOCK_STREAM);
-	if (fd < 0)
-		return fd;
 	l = calloc(1, sizeof(*l));
-	if (!l || !(l->path = strdup(path))) {
-		free(l);
-		r = -ENOMEM;
-		goto fail;
+	if (!l)
+		return -ENOMEM;
+	l->base.what = "stream";
+	l->base.count = &d->n_conns;
+	l->base.max = d->max_conns;
+	l->base.accept = stream_accept;
+	l->base.destroy = conn_destroy;
+	l->base.make_room = stream_make_room;
+	l->timer_fd =
+		timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+	if (l->timer_fd < 0) {
+		r = -errno;
+		goto out_free;
 	}
-	l->d = d;
-	l->fd = fd;
-	r = vpnkit_watch(d->vk, fd, EPOLLIN, stream_listener_event, l);
-	if (r < 0) {
-		free(l->path);
-		free(l);
-		goto fail;
-	}
+	r = vpnkit_watch(d->vk, l->timer_fd, EPOLLIN, stream_timer_event, l);
+	if (r < 0)
+		goto out_close_timer;
+	r = daemon_listener_open(&l->base, d, path, SOCK_STREAM);
+	if (r < 0)
+		goto out_unwatch_timer;
 	l->next = d->streams;
 	d->streams = l;
 	logger_printf(&d->log, LOG_LEVEL_INFO,
 		      "listening on %s (hyperkit protocol or QEMU stream)",
 		      path);
 	return 0;
-fail:
-	close(fd);
-	unlink(path);
+out_unwatch_timer:
+	vpnkit_unwatch(d->vk, l->timer_fd);
+out_close_timer:
+	close(l->timer_fd);
+out_free:
+	free(l);
 	return r;
 }
 
@@ -659,14 +475,9 @@ void stream_close_all(struct daemon *d)
 
 	while ((l = d->streams)) {
 		d->streams = l->next;
-		for (struct stream_conn *c = l->conns, *next; c; c = next) {
-			next = c->next;
-			conn_destroy(c);
-		}
-		vpnkit_unwatch(d->vk, l->fd);
-		close(l->fd);
-		unlink(l->path);
-		free(l->path);
+		daemon_listener_close(&l->base);
+		vpnkit_unwatch(d->vk, l->timer_fd);
+		close(l->timer_fd);
 		free(l);
 	}
 }

@@ -34,26 +34,14 @@
 #define TAP_MAX_IOV 64
 
 struct tap_link {
-	struct daemon *d;
-	int fd;
+	struct daemon_conn c; /* the device's descriptor, not accepted */
 	char *name;
 	struct vpnkit_port *port;
 	uint8_t *buf;
-	uint32_t events;
 	bool want_resume;
 	bool broken;
 	struct tap_link *next;
 };
-
-static void tap_watch_out(struct tap_link *t, bool on)
-{
-	uint32_t ev = on ? EPOLLIN | EPOLLOUT : EPOLLIN;
-
-	if (ev == t->events)
-		return;
-	t->events = ev;
-	vpnkit_watch_mod(t->d->vk, t->fd, ev);
-}
 
 static int tap_send(void *opaque, const struct vpnkit_offload *off,
 		    const struct iovec *iov, int iovcnt)
@@ -66,26 +54,26 @@ static int tap_send(void *opaque, const struct vpnkit_offload *off,
 	if (t->broken)
 		return -EIO;
 	if (iovcnt > TAP_MAX_IOV) {
-		t->d->frames_dropped++;
+		t->c.d->frames_dropped++;
 		return 0;
 	}
 	v[0].iov_base = (void *)(off ? off : &none);
 	v[0].iov_len = VPNKIT_TAP_VNET_HDR_LEN;
 	memcpy(v + 1, iov, (size_t)iovcnt * sizeof(*iov));
 	do {
-		n = writev(t->fd, v, iovcnt + 1);
+		n = writev(t->c.fd, v, iovcnt + 1);
 	} while (n < 0 && errno == EINTR);
 	if (n >= 0)
 		return 0;
 	switch (errno) {
 	case EAGAIN:
 		t->want_resume = true;
-		tap_watch_out(t, true);
+		daemon_conn_watch_out(&t->c, true);
 		return -EAGAIN;
 	case EIO: /* the device is down */
 	case EINVAL: /* a header the kernel refused */
 	case EMSGSIZE:
-		t->d->frames_dropped++;
+		t->c.d->frames_dropped++;
 		return 0;
 	default:
 		t->broken = true;
@@ -103,7 +91,7 @@ static void tap_event(void *opaque, uint32_t events)
 	struct vpnkit_offload off;
 
 	if (events & EPOLLOUT) {
-		tap_watch_out(t, false);
+		daemon_conn_watch_out(&t->c, false);
 		if (t->want_resume) {
 			t->want_resume = false;
 			vpnkit_port_resume(t->port);
@@ -112,7 +100,7 @@ static void tap_event(void *opaque, uint32_t events)
 	if (!(events & (EPOLLIN | EPOLLERR | EPOLLHUP)))
 		return;
 	for (int i = 0; i < TAP_FRAMES_PER_WAKEUP; i++) {
-		ssize_t n = read(t->fd, t->buf, TAP_BUF_SIZE);
+		ssize_t n = read(t->c.fd, t->buf, TAP_BUF_SIZE);
 
 		if (n < 0) {
 			if (errno == EINTR)
@@ -121,15 +109,15 @@ static void tap_event(void *opaque, uint32_t events)
 				return;
 			/* The device went away (its namespace was
 			 * deleted): stop listening, keep running. */
-			logger_printf(&t->d->log, LOG_LEVEL_ERR,
+			logger_printf(&t->c.d->log, LOG_LEVEL_ERR,
 				      "tap %s: read: %s: link lost", t->name,
 				      strerror(errno));
 			t->broken = true;
-			vpnkit_unwatch(t->d->vk, t->fd);
+			vpnkit_unwatch(t->c.d->vk, t->c.fd);
 			return;
 		}
 		if ((size_t)n < VPNKIT_TAP_VNET_HDR_LEN + FRAME_MIN) {
-			t->d->frames_dropped++;
+			t->c.d->frames_dropped++;
 			continue;
 		}
 		memcpy(&off, t->buf, sizeof(off));
@@ -148,15 +136,15 @@ int tap_link_open(struct daemon *d, const char *name, const char *netns)
 	t = calloc(1, sizeof(*t));
 	if (!t)
 		return -ENOMEM;
-	t->d = d;
-	t->fd = -1;
+	t->c.d = d;
+	t->c.fd = -1;
 	t->name = strdup(name);
 	t->buf = malloc(TAP_BUF_SIZE);
 	if (!t->name || !t->buf) {
 		r = -ENOMEM;
 		goto fail;
 	}
-	offloads = vpnkit_tap_open(name, netns, d->mtu, &t->fd);
+	offloads = vpnkit_tap_open(name, netns, d->mtu, &t->c.fd);
 	if (offloads < 0) {
 		r = offloads;
 		goto fail;
@@ -164,8 +152,8 @@ int tap_link_open(struct daemon *d, const char *name, const char *netns)
 	r = vpnkit_port_new(d->vk, &pc, &tap_ops, t, &t->port);
 	if (r < 0)
 		goto fail;
-	t->events = EPOLLIN;
-	r = vpnkit_watch(d->vk, t->fd, t->events, tap_event, t);
+	t->c.events = EPOLLIN;
+	r = vpnkit_watch(d->vk, t->c.fd, t->c.events, tap_event, t);
 	if (r < 0) {
 		vpnkit_port_free(t->port);
 		goto fail;
@@ -183,8 +171,8 @@ int tap_link_open(struct daemon *d, const char *name, const char *netns)
 					      "none");
 	return 0;
 fail:
-	if (t->fd >= 0)
-		close(t->fd);
+	if (t->c.fd >= 0)
+		close(t->c.fd);
 	free(t->buf);
 	free(t->name);
 	free(t);
@@ -198,8 +186,8 @@ void tap_close_all(struct daemon *d)
 	while ((t = d->taps)) {
 		d->taps = t->next;
 		vpnkit_port_free(t->port);
-		vpnkit_unwatch(d->vk, t->fd);
-		close(t->fd);
+		vpnkit_unwatch(d->vk, t->c.fd);
+		close(t->c.fd);
 		free(t->buf);
 		free(t->name);
 		free(t);

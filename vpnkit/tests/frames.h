@@ -7,8 +7,9 @@
  *
  * Shared by the unit tests (through rig.h), the frame fuzz target (for
  * its checksum repairs and its check of every frame the library writes)
- * and the tool that writes that target's seed corpus. Everything is static inline so that each user takes
- * only what it calls; nothing here allocates, asserts or prints.
+ * and the tool that writes that target's seed corpus. Everything is
+ * static inline so that each user takes only what it calls; nothing here
+ * allocates, asserts or prints.
  *
  * Addresses are raw network-order bytes: 4 for IPv4, 16 for IPv6.
  */
@@ -97,6 +98,22 @@ struct fr_l3 {
 	uint16_t ip_id;
 	uint16_t frag; /* IPv4 flags and fragment offset; IPv6: ignored */
 };
+
+/*
+ * The Ethernet destination of an IPv6 packet to dst: 33:33 and its last
+ * four bytes for a multicast group (RFC 2464), else router (the next
+ * hop's MAC).
+ */
+static inline void fr_mac6(const uint8_t dst[16], const uint8_t router[6],
+			   uint8_t mac[6])
+{
+	if (dst[0] == 0xff) {
+		mac[0] = mac[1] = 0x33;
+		memcpy(mac + 2, dst + 12, 4);
+	} else {
+		memcpy(mac, router, 6);
+	}
+}
 
 static inline void fr_eth(uint8_t *f, const uint8_t dst[6],
 			  const uint8_t src[6], uint16_t type)
@@ -230,22 +247,39 @@ static inline size_t fr_udp(uint8_t *f, const struct fr_l3 *a, uint16_t sport,
 	return fr_ip(f, a, IPPROTO_UDP, u, 8 + len);
 }
 
-/* ICMP or ICMPv6 echo request (type 8 or 128) with len payload bytes. */
-static inline size_t fr_echo(uint8_t *f, const struct fr_l3 *a, uint16_t id,
-			     uint16_t seq, size_t len)
+/* Byte i of the payload fr_icmp_echo writes. */
+static inline uint8_t fr_echo_byte(size_t i)
+{
+	return (uint8_t)(i * 7 + 3);
+}
+
+/*
+ * An ICMP (IPv4) or ICMPv6 message laid out as an echo: type, code, id,
+ * sequence, then len payload bytes (fr_echo_byte), in a frame.
+ */
+static inline size_t fr_icmp_echo(uint8_t *f, const struct fr_l3 *a,
+				  uint8_t type, uint8_t code, uint16_t id,
+				  uint16_t seq, size_t len)
 {
 	uint8_t *m = f + FR_ETH_HLEN + (a->af == 4 ? 20 : 40);
 	size_t i;
 
-	m[0] = a->af == 4 ? 8 : 128;
-	m[1] = 0;
+	m[0] = type;
+	m[1] = code;
 	m[2] = m[3] = 0;
 	store_be16(m + 4, id);
 	store_be16(m + 6, seq);
 	for (i = 0; i < len; i++)
-		m[8 + i] = (uint8_t)(i * 7 + 3);
+		m[8 + i] = fr_echo_byte(i);
 	return fr_ip(f, a, a->af == 4 ? IPPROTO_ICMP : IPPROTO_ICMPV6, m,
 		     8 + len);
+}
+
+/* ICMP or ICMPv6 echo request (type 8 or 128) with len payload bytes. */
+static inline size_t fr_echo(uint8_t *f, const struct fr_l3 *a, uint16_t id,
+			     uint16_t seq, size_t len)
+{
+	return fr_icmp_echo(f, a, a->af == 4 ? 8 : 128, 0, id, seq, len);
 }
 
 /* An ARP message (op 1 request, 2 reply) for IPv4 over Ethernet. */
@@ -306,7 +340,7 @@ static inline const char *fr_parse(struct fr_view *v, const uint8_t *f,
 				   size_t len, bool partial_ok)
 {
 	const uint8_t *ip;
-	size_t avail, hl;
+	size_t avail, hl, alen;
 	int co;
 
 	memset(v, 0, sizeof(*v));
@@ -331,11 +365,6 @@ static inline const char *fr_parse(struct fr_view *v, const uint8_t *f,
 		if (load_be16(ip + 6) & 0x3fff)
 			return "IPv4 fragment";
 		v->af = 4;
-		hl = 20;
-		v->proto = ip[9];
-		v->ttl = ip[8];
-		memcpy(v->src, ip + 12, 4);
-		memcpy(v->dst, ip + 16, 4);
 	} else {
 		if (avail < 40 || (ip[0] >> 4) != 6)
 			return "IPv6 header";
@@ -343,12 +372,14 @@ static inline const char *fr_parse(struct fr_view *v, const uint8_t *f,
 		if (v->l3_len != avail)
 			return "IPv6 payload length is not the frame's";
 		v->af = 6;
-		hl = 40;
-		v->proto = ip[6];
-		v->ttl = ip[7];
-		memcpy(v->src, ip + 8, 16);
-		memcpy(v->dst, ip + 24, 16);
 	}
+	/* Both headers end with the source and destination addresses. */
+	hl = v->af == 4 ? 20 : 40;
+	alen = v->af == 4 ? 4 : 16;
+	v->proto = ip[v->af == 4 ? 9 : 6];
+	v->ttl = ip[v->af == 4 ? 8 : 7];
+	memcpy(v->src, ip + hl - 2 * alen, alen);
+	memcpy(v->dst, ip + hl - alen, alen);
 	v->l3 = ip;
 	v->l4 = ip + hl;
 	v->l4_len = v->l3_len - hl;

@@ -13,8 +13,10 @@
  *
  * The send callback can refuse frames with -EAGAIN once a budget of
  * frames is spent (cap.budget), to test a full link and
- * vpnkit_port_resume. The gateway's MAC is learnt the way a VM learns
- * it: by ARP.
+ * vpnkit_port_resume. More VMs can attach with cap_ops and a struct
+ * capture of their own (cap_next reads it). The gateway's MAC is learnt
+ * the way a VM learns it: by ARP. What the instance logs can be kept for
+ * a test to look for (rig_keep_log).
  *
  * Everything here is static inline (each test program takes what it
  * uses) and may end the current test case through the asserts.
@@ -98,6 +100,40 @@ static inline int cap_send(void *opaque, const struct vpnkit_offload *off,
 
 static const struct vpnkit_port_ops cap_ops = { .send = cap_send };
 
+/* Check one captured frame as a VM's stack would; offloaded frames must
+ * carry a partial checksum where their metadata says. */
+static inline void cap_check_frame(const struct cap_frame *cf)
+{
+	struct fr_view v;
+	const char *why;
+
+	why = fr_parse(&v, cf->data, cf->len,
+		       cf->has_off &&
+			       (cf->off.flags & VPNKIT_OFFLOAD_NEEDS_CSUM));
+	if (why)
+		TEST_FAIL("a frame from the library (%zu bytes) is bad: %s",
+			  cf->len, why);
+	if (!cf->has_off)
+		return;
+	if (cf->off.flags & VPNKIT_OFFLOAD_NEEDS_CSUM) {
+		ASSERT_EQ_U64(cf->off.csum_start, (size_t)(v.l4 - cf->data));
+		ASSERT_EQ_U64(cf->off.csum_offset,
+			      (uint64_t)fr_csum_off(v.proto));
+	}
+}
+
+/* The next frame c took, checked; NULL if there is none yet. */
+static inline struct cap_frame *cap_next(struct capture *c)
+{
+	struct cap_frame *cf;
+
+	if (c->next == c->n)
+		return NULL;
+	cf = &c->f[c->next++];
+	cap_check_frame(cf);
+	return cf;
+}
+
 static inline void cap_release(struct capture *c)
 {
 	size_t i;
@@ -119,13 +155,87 @@ struct rig {
 	uint8_t ip[4]; /* the VM's */
 	uint8_t gw[4], host[4]; /* 192.168.65.1 and .2 */
 	uint8_t ip6[16]; /* an address the VM uses in the prefix */
-	uint8_t host6[16]; /* prefix::2 */
+	uint8_t ll6[16]; /* the VM's link-local address (the same IID) */
+	uint8_t gw6[16], host6[16]; /* prefix::1 and prefix::2 */
+	uint8_t gw_ll6[16]; /* fe80::1 */
 };
 
 static inline void rig_log(void *opaque, enum log_level level, const char *msg)
 {
 	(void)opaque;
 	test_note("vpnkit %s: %s", log_level_name(level), msg);
+}
+
+/* What an instance logged, kept for the tests that look for a line. */
+struct rig_logbuf {
+	char text[65536];
+	size_t len;
+};
+
+/* A log_fn keeping every line in a struct rig_logbuf (opaque); those
+ * rig_log would show are noted too. */
+static inline void rig_log_keep(void *opaque, enum log_level level,
+				const char *msg)
+{
+	struct rig_logbuf *lb = opaque;
+	size_t room = sizeof(lb->text) - lb->len;
+	int n;
+
+	if (level <= LOG_LEVEL_WARN || getenv("RIG_DEBUG"))
+		rig_log(NULL, level, msg);
+	n = snprintf(lb->text + lb->len, room, "%s: %s\n",
+		     log_level_name(level), msg);
+	if (n > 0 && (size_t)n < room)
+		lb->len += (size_t)n;
+}
+
+/* Keep cfg's instance's log, debug lines included, in lb (emptied). */
+static inline void rig_keep_log(struct vpnkit_config *cfg,
+				struct rig_logbuf *lb)
+{
+	lb->len = 0;
+	lb->text[0] = '\0';
+	cfg->log.fn = rig_log_keep;
+	cfg->log.opaque = lb;
+	cfg->log.level = getenv("RIG_DEBUG") ? LOG_LEVEL_TRACE :
+					       LOG_LEVEL_DEBUG;
+}
+
+/* How many times text was logged. */
+static inline unsigned rig_log_count(const struct rig_logbuf *lb,
+				     const char *text)
+{
+	unsigned n = 0;
+	const char *p;
+
+	for (p = lb->text; (p = strstr(p, text)); p++)
+		n++;
+	return n;
+}
+
+/* text must have been logged. */
+static inline void rig_log_expect(const struct rig_logbuf *lb, const char *text)
+{
+	if (!strstr(lb->text, text))
+		TEST_FAIL("not in the log: \"%s\"; the log:\n%s", text,
+			  lb->text);
+}
+
+/* Addresses from text, for the tests' own constants. */
+static inline struct in_addr rig_addr4(const char *s)
+{
+	struct in_addr a;
+
+	ASSERT_EQ_INT(inet_pton(AF_INET, s, &a), 1);
+	return a;
+}
+
+static inline struct in6_addr rig_addr6(const char *s)
+{
+	struct in6_addr a;
+
+	ASSERT_EQ_INT(inet_pton(AF_INET6, s, &a), 1);
+	return a;
 }
 
 /* The configuration the tests start from: defaults, DNS off (no
@@ -151,56 +261,39 @@ static inline void rig_input(struct rig *r, const void *f, size_t len)
 	ASSERT_OK(vpnkit_port_input(r->port, NULL, f, len));
 }
 
-/* Link-layer and IPv4 addresses of a packet from the VM to dst. */
-static inline struct fr_l3 rig_l3(const struct rig *r, const uint8_t dst[4])
+/*
+ * Link-layer and network addresses of a packet from the VM (af 4 or 6)
+ * from src to dst, sent to the gateway's MAC; IPv4 packets say DF.
+ */
+static inline struct fr_l3 rig_l3_from(const struct rig *r, int af,
+				       const void *src, const void *dst)
 {
+	size_t alen = af == 4 ? 4 : 16;
 	struct fr_l3 a;
 
 	memset(&a, 0, sizeof(a));
 	memcpy(a.src_mac, r->mac, 6);
 	memcpy(a.dst_mac, r->gw_mac, 6);
-	a.af = 4;
-	memcpy(a.src, r->ip, 4);
-	memcpy(a.dst, dst, 4);
-	a.ip_id = 0x4242;
-	a.frag = 0x4000; /* DF */
+	a.af = af;
+	memcpy(a.src, src, alen);
+	memcpy(a.dst, dst, alen);
+	if (af == 4) {
+		a.ip_id = 0x4242;
+		a.frag = 0x4000; /* DF */
+	}
 	return a;
+}
+
+/* From the VM's IPv4 address to dst. */
+static inline struct fr_l3 rig_l3(const struct rig *r, const uint8_t dst[4])
+{
+	return rig_l3_from(r, 4, r->ip, dst);
 }
 
 /* The same over IPv6, from r->ip6 to dst. */
 static inline struct fr_l3 rig_l3_6(const struct rig *r, const uint8_t dst[16])
 {
-	struct fr_l3 a;
-
-	memset(&a, 0, sizeof(a));
-	memcpy(a.src_mac, r->mac, 6);
-	memcpy(a.dst_mac, r->gw_mac, 6);
-	a.af = 6;
-	memcpy(a.src, r->ip6, 16);
-	memcpy(a.dst, dst, 16);
-	return a;
-}
-
-/* Check one captured frame as a VM's stack would; offloaded frames must
- * carry a partial checksum where their metadata says. */
-static inline void rig_check_frame(const struct cap_frame *cf)
-{
-	struct fr_view v;
-	const char *why;
-
-	why = fr_parse(&v, cf->data, cf->len,
-		       cf->has_off &&
-			       (cf->off.flags & VPNKIT_OFFLOAD_NEEDS_CSUM));
-	if (why)
-		TEST_FAIL("a frame from the library (%zu bytes) is bad: %s",
-			  cf->len, why);
-	if (!cf->has_off)
-		return;
-	if (cf->off.flags & VPNKIT_OFFLOAD_NEEDS_CSUM) {
-		ASSERT_EQ_U64(cf->off.csum_start, (size_t)(v.l4 - cf->data));
-		ASSERT_EQ_U64(cf->off.csum_offset,
-			      (uint64_t)fr_csum_off(v.proto));
-	}
+	return rig_l3_from(r, 6, r->ip6, dst);
 }
 
 /*
@@ -210,7 +303,6 @@ static inline void rig_check_frame(const struct cap_frame *cf)
 static inline struct cap_frame *rig_next(struct rig *r, int max_ms)
 {
 	struct timespec t0, t;
-	struct cap_frame *cf;
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	while (r->cap.next == r->cap.n) {
@@ -224,9 +316,7 @@ static inline struct cap_frame *rig_next(struct rig *r, int max_ms)
 		ASSERT_OK(vpnkit_run_once(
 			r->vk, (int)(max_ms - ms < 10 ? max_ms - ms : 10)));
 	}
-	cf = &r->cap.f[r->cap.next++];
-	rig_check_frame(cf);
-	return cf;
+	return cap_next(&r->cap);
 }
 
 /* The next frame, which must come within max_ms, taken apart. */
@@ -310,8 +400,18 @@ static inline void rig_start(struct rig *r, const struct vpnkit_config *cfg,
 	memcpy(r->host, &r->cfg.host_ip, 4);
 	memcpy(r->ip6, &r->cfg.prefix6, 16);
 	store_be64(r->ip6 + 8, 0x0250aafffebbcc01ull);
+	memcpy(r->ll6, r->ip6, 16);
+	memset(r->ll6, 0, 8);
+	r->ll6[0] = 0xfe;
+	r->ll6[1] = 0x80;
+	memcpy(r->gw6, &r->cfg.prefix6, 16);
+	r->gw6[15] = 1;
 	memcpy(r->host6, &r->cfg.prefix6, 16);
 	r->host6[15] = 2;
+	memset(r->gw_ll6, 0, 16);
+	r->gw_ll6[0] = 0xfe;
+	r->gw_ll6[1] = 0x80;
+	r->gw_ll6[15] = 1;
 	rig_drain(r);
 	cf = rig_arp(r, r->gw);
 	ASSERT_NOT_NULL(cf);

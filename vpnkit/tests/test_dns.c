@@ -11,7 +11,7 @@
  * (vk_dns_tcp_target). Host mode asks getaddrinfo for "localhost", which
  * every /etc/hosts has. The TCP fallback of truncated answers is tested
  * against the fake's TCP side on the same port, and its counts in the
- * debug log (kept by capture_log).
+ * debug log (kept with rig_keep_log).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -32,22 +32,6 @@
 #include "rig.h"
 
 /* ---------------------------------------------------------------- the rig */
-
-static struct in6_addr addr6(const char *s)
-{
-	struct in6_addr a;
-
-	ASSERT_EQ_INT(inet_pton(AF_INET6, s, &a), 1);
-	return a;
-}
-
-static struct in_addr addr4(const char *s)
-{
-	struct in_addr a;
-
-	ASSERT_EQ_INT(inet_pton(AF_INET, s, &a), 1);
-	return a;
-}
 
 /* The case's resolv.conf, in its temporary directory. */
 static const char *resolv_path(void)
@@ -390,6 +374,48 @@ static const char *ns_line(const struct upstream *u, char *buf, size_t cap)
 	return buf;
 }
 
+/* A fake upstream, and dns_rig in mode with it as the only server. */
+static void upstream_rig(struct rig *r, struct upstream *u,
+			 enum vpnkit_dns_mode mode)
+{
+	char line[64];
+
+	upstream_open(u);
+	dns_rig(r, mode, ns_line(u, line, sizeof(line)));
+}
+
+static void upstream_stop(struct rig *r, struct upstream *u)
+{
+	rig_stop(r);
+	upstream_close(u);
+}
+
+/*
+ * The VM asks q over UDP from sport: the upstream must receive it within
+ * 2 s, into seen (512 bytes, the relay's ID in place of the VM's); from
+ * is where it came from.
+ */
+static void ask_upstream(struct rig *r, struct upstream *u, const uint8_t *q,
+			 size_t qlen, uint16_t sport, uint8_t seen[512],
+			 struct sockaddr_in *from)
+{
+	send_udp4(r, sport, q, qlen);
+	ASSERT_EQ_INT(upstream_recv(r, u, seen, 512, from, 2000),
+		      (ssize_t)qlen);
+}
+
+/* The upstream answers seen with fake_answer's message, built in ans;
+ * returns its length. */
+static size_t upstream_answer(struct upstream *u, uint8_t *ans,
+			      const uint8_t *seen, size_t total, uint16_t flags,
+			      const struct sockaddr_in *to)
+{
+	size_t alen = fake_answer(ans, seen, total, flags);
+
+	upstream_reply(u, ans, alen, to);
+	return alen;
+}
+
 /* An answer to query q with one A record, addr, named by a pointer. */
 static size_t a_answer(uint8_t *a, const uint8_t *q, const char *addr)
 {
@@ -439,59 +465,77 @@ static void tcp_send_msg(int fd, const uint8_t *m, size_t len)
 }
 
 /* A UDP query from the VM, and the upstream's truncated answer to it
- * over UDP: fake_answer's records up to tc_total bytes, TC set. Returns
- * the query as the upstream saw it (our ID) in seen. */
+ * over UDP: header and question, TC set. Returns the query as the
+ * upstream saw it (our ID) in seen. */
 static void ask_truncated(struct rig *r, struct upstream *u, const uint8_t *q,
-			  size_t qlen, uint16_t sport, size_t tc_total,
-			  uint8_t seen[512], struct sockaddr_in *from)
+			  size_t qlen, uint16_t sport, uint8_t seen[512],
+			  struct sockaddr_in *from)
 {
-	uint8_t ans[2048];
-	size_t alen;
+	uint8_t ans[512];
 
-	send_udp4(r, sport, q, qlen);
-	ASSERT_EQ_INT(upstream_recv(r, u, seen, 512, from, 2000),
-		      (ssize_t)qlen);
-	alen = fake_answer(ans, seen, tc_total, 0x8380);
-	upstream_reply(u, ans, alen, from);
+	ask_upstream(r, u, q, qlen, sport, seen, from);
+	upstream_answer(u, ans, seen, 0, 0x8380, from);
+}
+
+/*
+ * ask_truncated, then the relay's fallback: the upstream must accept its
+ * TCP connection and read the same query (our ID) into tq. Returns the
+ * connection.
+ */
+static int ask_fallback(struct rig *r, struct upstream *u, const uint8_t *q,
+			size_t qlen, uint16_t sport, uint8_t seen[512],
+			struct sockaddr_in *from, uint8_t tq[512])
+{
+	size_t tlen;
+	int fd;
+
+	ask_truncated(r, u, q, qlen, sport, seen, from);
+	fd = upstream_tcp_query(r, u, tq, 512, &tlen, 2000);
+	ASSERT_EQ_U64(tlen, qlen);
+	ASSERT_EQ_MEM(tq, seen, qlen);
+	return fd;
+}
+
+/* The upstream answers tq over TCP with fake_answer's message, built in
+ * ans; returns its length. */
+static size_t tcp_answer(int fd, uint8_t *ans, const uint8_t *tq, size_t total)
+{
+	size_t alen = fake_answer(ans, tq, total, 0x8180);
+
+	tcp_send_msg(fd, ans, alen);
+	return alen;
+}
+
+/* The next frame is msg (len bytes) relayed to the VM at dport as it
+ * was, with the VM's own ID. */
+static void expect_relayed(struct rig *r, uint16_t dport, uint16_t id,
+			   const uint8_t *msg, size_t len)
+{
+	size_t glen;
+	const uint8_t *got = answer4(r, dport, 2000, &glen);
+
+	ASSERT_EQ_U64(glen, len);
+	ASSERT_EQ_U64(load_be16(got), id);
+	ASSERT_EQ_MEM(got + 2, msg + 2, len - 2);
 }
 
 /* What the instance logged, for the debug lines of the TCP fallback. */
-static char log_text[65536];
-static size_t log_len;
+static struct rig_logbuf dns_log;
 
-static void capture_log(void *opaque, enum log_level level, const char *msg)
-{
-	int n;
-
-	if (level <= LOG_LEVEL_WARN || getenv("RIG_DEBUG"))
-		rig_log(opaque, level, msg);
-	n = snprintf(log_text + log_len, sizeof(log_text) - log_len, "%s\n",
-		     msg);
-	if (n > 0 && (size_t)n < sizeof(log_text) - log_len)
-		log_len += (size_t)n;
-}
-
-/* dns_rig with debug messages kept in log_text. */
-static void dns_rig_logged(struct rig *r, const char *resolv_text,
-			   unsigned max_fds)
+/* A fake upstream, and an instance in forward mode with it as its only
+ * server, debug lines kept in dns_log, max_fds host descriptors (0: the
+ * default). */
+static void fallback_rig(struct rig *r, struct upstream *u, unsigned max_fds)
 {
 	struct vpnkit_config cfg;
+	char line[64];
 
-	dns_config(&cfg, VPNKIT_DNS_FORWARD, resolv_text);
-	cfg.log.fn = capture_log;
-	cfg.log.level = getenv("RIG_DEBUG") ? LOG_LEVEL_TRACE : LOG_LEVEL_DEBUG;
+	upstream_open(u);
+	dns_config(&cfg, VPNKIT_DNS_FORWARD, ns_line(u, line, sizeof(line)));
+	rig_keep_log(&cfg, &dns_log);
 	if (max_fds)
 		cfg.max_fds = max_fds;
-	log_len = 0;
-	log_text[0] = '\0';
 	rig_start(r, &cfg, 0);
-}
-
-static void assert_logged(const char *text)
-{
-	if (!strstr(log_text, text))
-		TEST_FAIL("not in the log: \"%s\"; the log:\n%s", text,
-			  log_text);
 }
 
 /* ---------------------------------------------------------------- built-in names */
@@ -556,12 +600,12 @@ TEST(builtin_names_ignore_case_and_trailing_dot)
 
 	dns_config(&cfg, VPNKIT_DNS_FORWARD, "");
 	cfg.names[0].name = "My.Service.";
-	cfg.names[0].ip4 = addr4("10.0.0.5");
+	cfg.names[0].ip4 = rig_addr4("10.0.0.5");
 	cfg.names[1].name = "v6only.test";
-	cfg.names[1].ip6 = addr6("fd00::55");
+	cfg.names[1].ip6 = rig_addr6("fd00::55");
 	/* A configured name overrides a built-in one. */
 	cfg.names[2].name = "gateway.docker.internal";
-	cfg.names[2].ip4 = addr4("10.0.0.1");
+	cfg.names[2].ip4 = rig_addr4("10.0.0.1");
 	cfg.n_names = 3;
 	rig_start(&r, &cfg, 0);
 
@@ -733,37 +777,26 @@ TEST(forward_relays_raw_messages)
 	struct upstream u;
 	struct rig r;
 	struct sockaddr_in from;
-	char line[64];
 	uint8_t q[512], seen[512], ans[2048];
-	const uint8_t *got;
-	size_t qlen, alen, glen;
-	ssize_t n;
+	size_t qlen, alen;
 
-	upstream_open(&u);
-	dns_rig(&r, VPNKIT_DNS_FORWARD, ns_line(&u, line, sizeof(line)));
+	upstream_rig(&r, &u, VPNKIT_DNS_FORWARD);
 	/* TXT with EDNS and a cookie option: relayed as it is. */
 	qlen = query(q, 0x4242, "Example.COM", 16, 1232);
 	store_be16(q + qlen - 2, 12);
 	memcpy(q + qlen, cookie, sizeof(cookie));
 	qlen += 12;
-	send_udp4(&r, 45000, q, qlen);
-	n = upstream_recv(&r, &u, seen, sizeof(seen), &from, 2000);
-	ASSERT_EQ_INT(n, (ssize_t)qlen);
+	ask_upstream(&r, &u, q, qlen, 45000, seen, &from);
 	ASSERT_EQ_MEM(seen + 2, q + 2, qlen - 2);
 	ASSERT_EQ_U64(from.sin_addr.s_addr, htonl(INADDR_LOOPBACK));
 
-	alen = fake_answer(ans, seen, 900, 0x8180);
-	upstream_reply(&u, ans, alen, &from);
-	got = answer4(&r, 45000, 2000, &glen);
-	ASSERT_EQ_U64(glen, alen);
-	ASSERT_EQ_U64(load_be16(got), 0x4242);
-	ASSERT_EQ_MEM(got + 2, ans + 2, alen - 2);
+	alen = upstream_answer(&u, ans, seen, 900, 0x8180, &from);
+	expect_relayed(&r, 45000, 0x4242, ans, alen);
 
 	/* A late duplicate of the same answer is not delivered twice. */
 	upstream_reply(&u, ans, alen, &from);
 	rig_expect_none(&r, 50);
-	rig_stop(&r);
-	upstream_close(&u);
+	upstream_stop(&r, &u);
 }
 
 /*
@@ -776,14 +809,13 @@ TEST(forward_keeps_concurrent_queries_apart)
 	struct upstream u;
 	struct rig r;
 	struct sockaddr_in from;
-	char line[64], name[32];
+	char name[32];
 	uint8_t q[512], seen[8][512], ans[2048];
-	size_t qlen, alen, len;
+	size_t qlen, len;
 	bool answered[8] = { false };
 	const uint8_t *a;
 
-	upstream_open(&u);
-	dns_rig(&r, VPNKIT_DNS_FORWARD, ns_line(&u, line, sizeof(line)));
+	upstream_rig(&r, &u, VPNKIT_DNS_FORWARD);
 	for (unsigned round = 0; round < 2; round++) {
 		/* Four queries out, answered last first. */
 		for (unsigned i = 0; i < 4; i++) {
@@ -791,18 +823,12 @@ TEST(forward_keeps_concurrent_queries_apart)
 
 			snprintf(name, sizeof(name), "q%u.example", k);
 			qlen = query(q, (uint16_t)(1000 + k), name, 1, 0);
-			send_udp4(&r, (uint16_t)(53000 + k), q, qlen);
-			ASSERT_EQ_INT(upstream_recv(&r, &u, seen[k],
-						    sizeof(seen[k]), &from,
-						    2000),
-				      (ssize_t)qlen);
+			ask_upstream(&r, &u, q, qlen, (uint16_t)(53000 + k),
+				     seen[k], &from);
 		}
-		for (unsigned i = 4; i-- > 0;) {
-			unsigned k = round * 4 + i;
-
-			alen = fake_answer(ans, seen[k], 0, 0x8180);
-			upstream_reply(&u, ans, alen, &from);
-		}
+		for (unsigned i = 4; i-- > 0;)
+			upstream_answer(&u, ans, seen[round * 4 + i], 0, 0x8180,
+					&from);
 		for (unsigned i = 0; i < 4; i++) {
 			struct fr_view v;
 			unsigned k;
@@ -822,8 +848,7 @@ TEST(forward_keeps_concurrent_queries_apart)
 		}
 	}
 	rig_expect_none(&r, 50);
-	rig_stop(&r);
-	upstream_close(&u);
+	upstream_stop(&r, &u);
 }
 
 TEST(forward_truncates_what_does_not_fit)
@@ -831,22 +856,17 @@ TEST(forward_truncates_what_does_not_fit)
 	struct upstream u;
 	struct rig r;
 	struct sockaddr_in from;
-	char line[64];
 	uint8_t q[512], seen[512], ans[4096];
 	const uint8_t *got;
 	size_t qlen, alen, glen;
 
-	upstream_open(&u);
-	dns_rig(&r, VPNKIT_DNS_FORWARD, ns_line(&u, line, sizeof(line)));
+	upstream_rig(&r, &u, VPNKIT_DNS_FORWARD);
 
 	/* EDNS 4096 but a 1500-byte link: a 3000-byte answer cannot go in
 	 * one frame, so the VM gets header + question with TC. */
 	qlen = query(q, 51, "big.example", 16, 4096);
-	send_udp4(&r, 46001, q, qlen);
-	ASSERT_EQ_INT(upstream_recv(&r, &u, seen, sizeof(seen), &from, 2000),
-		      (ssize_t)qlen);
-	alen = fake_answer(ans, seen, 3000, 0x8180);
-	upstream_reply(&u, ans, alen, &from);
+	ask_upstream(&r, &u, q, qlen, 46001, seen, &from);
+	upstream_answer(&u, ans, seen, 3000, 0x8180, &from);
 	got = answer4(&r, 46001, 2000, &glen);
 	ASSERT_EQ_U64(glen, 12 + question_len(q));
 	ASSERT_EQ_U64(load_be16(got), 51);
@@ -856,17 +876,13 @@ TEST(forward_truncates_what_does_not_fit)
 
 	/* No EDNS: 512 bytes at most, even if the server sends more. */
 	qlen = query(q, 52, "big.example", 16, 0);
-	send_udp4(&r, 46002, q, qlen);
-	ASSERT_EQ_INT(upstream_recv(&r, &u, seen, sizeof(seen), &from, 2000),
-		      (ssize_t)qlen);
-	alen = fake_answer(ans, seen, 700, 0x8180);
+	ask_upstream(&r, &u, q, qlen, 46002, seen, &from);
+	alen = upstream_answer(&u, ans, seen, 700, 0x8180, &from);
 	ASSERT_GT_U64(alen, 512);
-	upstream_reply(&u, ans, alen, &from);
 	got = answer4(&r, 46002, 2000, &glen);
 	ASSERT_EQ_U64(glen, 12 + question_len(q));
 	ASSERT_TRUE(load_be16(got + 2) & FLAG_TC);
-	rig_stop(&r);
-	upstream_close(&u);
+	upstream_stop(&r, &u);
 }
 
 TEST(forward_ignores_spoofed_answers)
@@ -874,17 +890,13 @@ TEST(forward_ignores_spoofed_answers)
 	struct upstream u;
 	struct rig r;
 	struct sockaddr_in from;
-	char line[64];
 	uint8_t q[512], seen[512], ans[2048];
 	size_t qlen, alen;
 	int other;
 
-	upstream_open(&u);
-	dns_rig(&r, VPNKIT_DNS_FORWARD, ns_line(&u, line, sizeof(line)));
+	upstream_rig(&r, &u, VPNKIT_DNS_FORWARD);
 	qlen = query(q, 60, "victim.example", 1, 0);
-	send_udp4(&r, 47000, q, qlen);
-	ASSERT_EQ_INT(upstream_recv(&r, &u, seen, sizeof(seen), &from, 2000),
-		      (ssize_t)qlen);
+	ask_upstream(&r, &u, q, qlen, 47000, seen, &from);
 	alen = fake_answer(ans, seen, 0, 0x8180);
 
 	/* The right ID from another port than the server's. */
@@ -909,8 +921,7 @@ TEST(forward_ignores_spoofed_answers)
 	upstream_reply(&u, ans, alen, &from);
 	answer4(&r, 47000, 2000, &alen);
 	rig_expect_none(&r, 50);
-	rig_stop(&r);
-	upstream_close(&u);
+	upstream_stop(&r, &u);
 }
 
 TEST(forward_moves_to_the_next_server)
@@ -920,7 +931,7 @@ TEST(forward_moves_to_the_next_server)
 	struct sockaddr_in from;
 	char text[256];
 	uint8_t q[512], seen[512], ans[2048];
-	size_t qlen, alen;
+	size_t qlen;
 	uint64_t t0;
 	struct parsed p;
 
@@ -943,13 +954,11 @@ TEST(forward_moves_to_the_next_server)
 	ASSERT_EQ_INT(upstream_recv(&r, &bad, seen, sizeof(seen), &from, 3000),
 		      (ssize_t)qlen);
 	ASSERT_GE_U64(now_ms() - t0, 1900);
-	alen = fake_answer(ans, seen, 0, 0x8182);
-	upstream_reply(&bad, ans, alen, &from);
+	upstream_answer(&bad, ans, seen, 0, 0x8182, &from);
 	ASSERT_EQ_INT(upstream_recv(&r, &good, seen, sizeof(seen), &from, 500),
 		      (ssize_t)qlen);
 	rig_expect_none(&r, 0);
-	alen = fake_answer(ans, seen, 0, 0x8183); /* NXDOMAIN */
-	upstream_reply(&good, ans, alen, &from);
+	upstream_answer(&good, ans, seen, 0, 0x8183, &from); /* NXDOMAIN */
 	{
 		const uint8_t *a;
 		size_t len;
@@ -959,8 +968,7 @@ TEST(forward_moves_to_the_next_server)
 		ASSERT_EQ_U64(p.id, 70);
 		ASSERT_EQ_U64(RCODE(&p), 3);
 	}
-	rig_stop(&r);
-	upstream_close(&silent);
+	upstream_stop(&r, &silent);
 	upstream_close(&bad);
 	upstream_close(&good);
 }
@@ -970,7 +978,6 @@ TEST(forward_gives_up_with_servfail)
 	struct upstream silent;
 	struct rig r;
 	struct sockaddr_in from;
-	char line[64];
 	uint8_t q[512], seen[512];
 	size_t qlen, alen;
 	const uint8_t *a;
@@ -978,8 +985,7 @@ TEST(forward_gives_up_with_servfail)
 	uint64_t t0;
 	struct parsed p;
 
-	upstream_open(&silent);
-	dns_rig(&r, VPNKIT_DNS_FORWARD, ns_line(&silent, line, sizeof(line)));
+	upstream_rig(&r, &silent, VPNKIT_DNS_FORWARD);
 	qlen = query(q, 80, "gone.example", 1, 0);
 	t0 = now_ms();
 	send_udp4(&r, 49000, q, qlen);
@@ -993,8 +999,7 @@ TEST(forward_gives_up_with_servfail)
 	parse_answer(a, alen, &p);
 	ASSERT_EQ_U64(p.id, 80);
 	ASSERT_EQ_U64(RCODE(&p), 2);
-	rig_stop(&r);
-	upstream_close(&silent);
+	upstream_stop(&r, &silent);
 }
 
 TEST(resolv_conf_changes_are_seen)
@@ -1037,8 +1042,7 @@ TEST(resolv_conf_changes_are_seen)
 	pump_ms(&r, 1100);
 	ask(&r, q, qlen, 50002, &p);
 	ASSERT_EQ_U64(RCODE(&p), 2);
-	rig_stop(&r);
-	upstream_close(&u);
+	upstream_stop(&r, &u);
 }
 
 TEST(queries_in_flight_are_bounded)
@@ -1046,14 +1050,12 @@ TEST(queries_in_flight_are_bounded)
 	struct upstream silent;
 	struct rig r;
 	struct sockaddr_in from;
-	char line[64];
 	uint8_t q[512], seen[512];
 	size_t qlen;
 	unsigned got = 0;
 	uint64_t dropped;
 
-	upstream_open(&silent);
-	dns_rig(&r, VPNKIT_DNS_FORWARD, ns_line(&silent, line, sizeof(line)));
+	upstream_rig(&r, &silent, VPNKIT_DNS_FORWARD);
 	dropped = rig_stats(&r).dropped;
 	qlen = query(q, 0, "flood.example", 1, 0);
 	/* In batches, draining the fake server so its socket never fills. */
@@ -1070,8 +1072,7 @@ TEST(queries_in_flight_are_bounded)
 		got++;
 	ASSERT_EQ_U64(got, 1024);
 	rig_expect_none(&r, 0);
-	rig_stop(&r);
-	upstream_close(&silent);
+	upstream_stop(&r, &silent);
 }
 
 TEST(answer_for_a_port_that_went_away)
@@ -1079,22 +1080,16 @@ TEST(answer_for_a_port_that_went_away)
 	struct upstream u;
 	struct rig r;
 	struct sockaddr_in from;
-	char line[64];
 	uint8_t q[512], seen[512], ans[2048];
-	size_t qlen, alen;
+	size_t qlen;
 
-	upstream_open(&u);
-	dns_rig(&r, VPNKIT_DNS_FORWARD, ns_line(&u, line, sizeof(line)));
+	upstream_rig(&r, &u, VPNKIT_DNS_FORWARD);
 	qlen = query(q, 100, "late.example", 1, 0);
-	send_udp4(&r, 51000, q, qlen);
-	ASSERT_EQ_INT(upstream_recv(&r, &u, seen, sizeof(seen), &from, 2000),
-		      (ssize_t)qlen);
+	ask_upstream(&r, &u, q, qlen, 51000, seen, &from);
 	vpnkit_port_free(r.port);
-	alen = fake_answer(ans, seen, 0, 0x8180);
-	upstream_reply(&u, ans, alen, &from);
+	upstream_answer(&u, ans, seen, 0, 0x8180, &from);
 	rig_expect_none(&r, 100);
-	rig_stop(&r);
-	upstream_close(&u);
+	upstream_stop(&r, &u);
 }
 
 /* ---------------------------------------------------------------- host mode */
@@ -1105,13 +1100,11 @@ TEST(host_mode_asks_getaddrinfo)
 	struct rig r;
 	struct sockaddr_in from;
 	struct parsed p;
-	char line[64];
 	uint8_t q[512], seen[512], ans[2048];
 	size_t qlen, alen;
 	struct in6_addr host6;
 
-	upstream_open(&u);
-	dns_rig(&r, VPNKIT_DNS_HOST, ns_line(&u, line, sizeof(line)));
+	upstream_rig(&r, &u, VPNKIT_DNS_HOST);
 	/* localhost is 127.0.0.1 on the host: the VM reaches that as the
 	 * host address. */
 	qlen = query(q, 110, "LocalHost", 1, 0);
@@ -1141,14 +1134,10 @@ TEST(host_mode_asks_getaddrinfo)
 
 	/* Other types go to the upstream as in forward mode. */
 	qlen = query(q, 113, "localhost", 16, 0);
-	send_udp4(&r, 52003, q, qlen);
-	ASSERT_EQ_INT(upstream_recv(&r, &u, seen, sizeof(seen), &from, 2000),
-		      (ssize_t)qlen);
-	alen = fake_answer(ans, seen, 300, 0x8180);
-	upstream_reply(&u, ans, alen, &from);
+	ask_upstream(&r, &u, q, qlen, 52003, seen, &from);
+	alen = upstream_answer(&u, ans, seen, 300, 0x8180, &from);
 	answer4(&r, 52003, 2000, &alen);
-	rig_stop(&r);
-	upstream_close(&u);
+	upstream_stop(&r, &u);
 }
 
 /* Many lookups at once share the worker threads; an instance freed with
@@ -1229,6 +1218,14 @@ static size_t tcp_read_msg(struct rig *r, int fd, uint8_t *buf, size_t cap)
 	return have - 2;
 }
 
+/* Read one answer from fd, running the loop, and parse it. */
+static void tcp_expect_answer(struct rig *r, int fd, struct parsed *p)
+{
+	static uint8_t buf[65537];
+
+	parse_answer(buf + 2, tcp_read_msg(r, fd, buf, sizeof(buf)), p);
+}
+
 static void tcp_write(int fd, const uint8_t *m, size_t len)
 {
 	uint8_t b[2];
@@ -1242,8 +1239,8 @@ TEST(tcp_answers_pipelined_queries_in_order)
 {
 	struct rig r;
 	struct parsed p;
-	uint8_t q1[512], q2[512], both[1024], buf[4096];
-	size_t l1, l2, n;
+	uint8_t q1[512], q2[512], both[1024];
+	size_t l1, l2;
 	int fd;
 
 	dns_rig(&r, VPNKIT_DNS_FORWARD, "");
@@ -1260,12 +1257,10 @@ TEST(tcp_answers_pipelined_queries_in_order)
 	ASSERT_EQ_INT(send(fd, both + 3, 4 + l1 + l2 - 3, MSG_NOSIGNAL),
 		      (ssize_t)(4 + l1 + l2 - 3));
 
-	n = tcp_read_msg(&r, fd, buf, sizeof(buf));
-	parse_answer(buf + 2, n, &p);
+	tcp_expect_answer(&r, fd, &p);
 	ASSERT_EQ_U64(p.id, 120);
 	ASSERT_EQ_U64(p.n_rr, 1);
-	n = tcp_read_msg(&r, fd, buf, sizeof(buf));
-	parse_answer(buf + 2, n, &p);
+	tcp_expect_answer(&r, fd, &p);
 	ASSERT_EQ_U64(p.id, 121);
 	ASSERT_EQ_U64(RCODE(&p), 2); /* no nameserver */
 
@@ -1273,8 +1268,7 @@ TEST(tcp_answers_pipelined_queries_in_order)
 	l1 = query(q1, 122, "gateway.docker.internal", 1, 0);
 	tcp_write(fd, q1, l1);
 	ASSERT_OK(shutdown(fd, SHUT_WR));
-	n = tcp_read_msg(&r, fd, buf, sizeof(buf));
-	parse_answer(buf + 2, n, &p);
+	tcp_expect_answer(&r, fd, &p);
 	ASSERT_EQ_U64(p.id, 122);
 	close(fd);
 	rig_stop(&r);
@@ -1284,13 +1278,11 @@ TEST(tcp_relays_to_the_upstream_over_tcp)
 {
 	struct upstream u;
 	struct rig r;
-	char line[64];
 	uint8_t q[512], up[512], ans[8192], buf[8192];
 	size_t qlen, ulen, alen, n;
 	int fd, ufd;
 
-	upstream_open(&u);
-	dns_rig(&r, VPNKIT_DNS_FORWARD, ns_line(&u, line, sizeof(line)));
+	upstream_rig(&r, &u, VPNKIT_DNS_FORWARD);
 	fd = tcp_client(&r);
 	qlen = query(q, 130, "large.example", 16, 0);
 	tcp_write(fd, q, qlen);
@@ -1307,24 +1299,22 @@ TEST(tcp_relays_to_the_upstream_over_tcp)
 	ASSERT_EQ_MEM(buf + 2, ans, alen);
 	close(ufd);
 	close(fd);
-	rig_stop(&r);
-	upstream_close(&u);
+	upstream_stop(&r, &u);
 }
 
 TEST(tcp_in_host_mode)
 {
 	struct rig r;
 	struct parsed p;
-	uint8_t q[512], buf[4096];
-	size_t qlen, n;
+	uint8_t q[512];
+	size_t qlen;
 	int fd;
 
 	dns_rig(&r, VPNKIT_DNS_HOST, "");
 	fd = tcp_client(&r);
 	qlen = query(q, 140, "localhost", 1, 0);
 	tcp_write(fd, q, qlen);
-	n = tcp_read_msg(&r, fd, buf, sizeof(buf));
-	parse_answer(buf + 2, n, &p);
+	tcp_expect_answer(&r, fd, &p);
 	ASSERT_EQ_U64(p.id, 140);
 	ASSERT_EQ_U64(p.n_rr, 1);
 	ASSERT_EQ_MEM(p.data[0], "\xc0\xa8\x41\x02", 4);
@@ -1336,8 +1326,8 @@ TEST(tcp_connections_are_bounded)
 {
 	struct rig r;
 	struct parsed p;
-	uint8_t q[512], buf[4096], c;
-	size_t qlen, n;
+	uint8_t q[512], c;
+	size_t qlen;
 	int fds[40];
 	unsigned closed = 0;
 
@@ -1356,8 +1346,7 @@ TEST(tcp_connections_are_bounded)
 	/* The first ones still work. */
 	qlen = query(q, 150, "host.docker.internal", 1, 0);
 	tcp_write(fds[0], q, qlen);
-	n = tcp_read_msg(&r, fds[0], buf, sizeof(buf));
-	parse_answer(buf + 2, n, &p);
+	tcp_expect_answer(&r, fds[0], &p);
 	ASSERT_EQ_U64(p.id, 150);
 	for (int i = 0; i < 40; i++)
 		close(fds[i]);
@@ -1377,24 +1366,18 @@ TEST(fallback_gets_the_full_answer_over_tcp)
 	struct rig r;
 	struct sockaddr_in from;
 	struct parsed p;
-	char line[64];
 	uint8_t q[512], seen[512], tq[512], ans[512], c;
-	size_t qlen, tlen, alen;
+	size_t qlen, alen;
 	unsigned fds;
 	int ufd;
 
-	upstream_open(&u);
-	dns_rig_logged(&r, ns_line(&u, line, sizeof(line)), 0);
+	fallback_rig(&r, &u, 0);
 	fds = rig_stats(&r).fds;
 	qlen = query(q, 60, "tc-test.unikit.example", 1, 0);
-	ask_truncated(&r, &u, q, qlen, 46100, 0, seen, &from);
-	ufd = upstream_tcp_query(&r, &u, tq, sizeof(tq), &tlen, 2000);
-	ASSERT_EQ_U64(tlen, qlen);
-	ASSERT_EQ_MEM(tq, seen, qlen); /* the same message, our ID */
+	ufd = ask_fallback(&r, &u, q, qlen, 46100, seen, &from, tq);
 	ASSERT_EQ_U64(rig_stats(&r).fds, fds + 1);
 	/* A second copy of the truncated answer meanwhile is ignored. */
-	alen = fake_answer(ans, seen, 0, 0x8380);
-	upstream_reply(&u, ans, alen, &from);
+	upstream_answer(&u, ans, seen, 0, 0x8380, &from);
 	rig_expect_none(&r, 50);
 	ASSERT_TRUE(poll(&(struct pollfd){ .fd = u.tcp, .events = POLLIN }, 1,
 			 0) == 0);
@@ -1413,9 +1396,9 @@ TEST(fallback_gets_the_full_answer_over_tcp)
 	ASSERT_EQ_U64(rig_stats(&r).fds, fds);
 	close(ufd);
 	rig_expect_none(&r, 50);
-	assert_logged("1 tried, 1 answered, 0 too long for UDP, 0 failed");
-	rig_stop(&r);
-	upstream_close(&u);
+	rig_log_expect(&dns_log,
+		       "1 tried, 1 answered, 0 too long for UDP, 0 failed");
+	upstream_stop(&r, &u);
 }
 
 /*
@@ -1428,22 +1411,18 @@ TEST(fallback_answer_too_long_for_the_vm_gives_tc)
 	struct upstream u;
 	struct rig r;
 	struct sockaddr_in from;
-	char line[64];
 	uint8_t q[512], seen[512], tq[512], ans[4096], buf[8192];
 	const uint8_t *got;
 	size_t qlen, tlen, alen, glen, n;
 	int ufd, fd;
 
-	upstream_open(&u);
-	dns_rig_logged(&r, ns_line(&u, line, sizeof(line)), 0);
+	fallback_rig(&r, &u, 0);
 
 	/* No EDNS, a 700-byte answer over TCP. */
 	qlen = query(q, 61, "big.example", 16, 0);
-	ask_truncated(&r, &u, q, qlen, 46200, 0, seen, &from);
-	ufd = upstream_tcp_query(&r, &u, tq, sizeof(tq), &tlen, 2000);
-	alen = fake_answer(ans, tq, 700, 0x8180);
+	ufd = ask_fallback(&r, &u, q, qlen, 46200, seen, &from, tq);
+	alen = tcp_answer(ufd, ans, tq, 700);
 	ASSERT_GT_U64(alen, 512);
-	tcp_send_msg(ufd, ans, alen);
 	got = answer4(&r, 46200, 2000, &glen);
 	ASSERT_EQ_U64(glen, qlen);
 	ASSERT_EQ_U64(load_be16(got), 61);
@@ -1453,31 +1432,28 @@ TEST(fallback_answer_too_long_for_the_vm_gives_tc)
 
 	/* EDNS 4096, a 3000-byte answer: more than one frame carries. */
 	qlen = query(q, 62, "bigger.example", 16, 4096);
-	ask_truncated(&r, &u, q, qlen, 46201, 0, seen, &from);
-	ufd = upstream_tcp_query(&r, &u, tq, sizeof(tq), &tlen, 2000);
-	alen = fake_answer(ans, tq, 3000, 0x8180);
-	tcp_send_msg(ufd, ans, alen);
+	ufd = ask_fallback(&r, &u, q, qlen, 46201, seen, &from, tq);
+	tcp_answer(ufd, ans, tq, 3000);
 	got = answer4(&r, 46201, 2000, &glen);
 	ASSERT_EQ_U64(load_be16(got), 62);
 	ASSERT_TRUE(load_be16(got + 2) & FLAG_TC);
 	ASSERT_EQ_U64(load_be16(got + 6), 0);
 	close(ufd);
-	assert_logged("2 tried, 1 answered, 1 too long for UDP, 0 failed");
+	rig_log_expect(&dns_log,
+		       "2 tried, 1 answered, 1 too long for UDP, 0 failed");
 
 	/* The VM retries over TCP, as it should, and gets it all. */
 	fd = tcp_client(&r);
 	tcp_write(fd, q, qlen);
 	ufd = upstream_tcp_query(&r, &u, tq, sizeof(tq), &tlen, 2000);
 	ASSERT_EQ_MEM(tq, q, qlen);
-	alen = fake_answer(ans, tq, 3000, 0x8180);
-	tcp_send_msg(ufd, ans, alen);
+	alen = tcp_answer(ufd, ans, tq, 3000);
 	n = tcp_read_msg(&r, fd, buf, sizeof(buf));
 	ASSERT_EQ_U64(n, alen);
 	ASSERT_EQ_MEM(buf + 2, ans, alen);
 	close(ufd);
 	close(fd);
-	rig_stop(&r);
-	upstream_close(&u);
+	upstream_stop(&r, &u);
 }
 
 /*
@@ -1490,57 +1466,42 @@ TEST(fallback_refused_passes_the_truncated_answer)
 	struct upstream u;
 	struct rig r;
 	struct sockaddr_in from;
-	char line[64];
 	uint8_t q[512], seen[512], tq[512], tc[2048], ans[512];
-	const uint8_t *got;
-	size_t qlen, tlen, tclen, alen, glen;
+	size_t qlen, tlen, tclen, alen;
 	uint64_t t0;
 	unsigned fds;
 	int ufd;
 
-	upstream_open(&u);
-	dns_rig_logged(&r, ns_line(&u, line, sizeof(line)), 0);
+	fallback_rig(&r, &u, 0);
 	fds = rig_stats(&r).fds;
 
 	/* A wrong ID over TCP. The truncated answer here carries a record
 	 * (some servers send what fits): the VM gets it as it was. */
 	qlen = query(q, 63, "wrong-id.example", 16, 0);
-	send_udp4(&r, 46300, q, qlen);
-	ASSERT_EQ_INT(upstream_recv(&r, &u, seen, sizeof(seen), &from, 2000),
-		      (ssize_t)qlen);
-	tclen = fake_answer(tc, seen, 300, 0x8380);
+	ask_upstream(&r, &u, q, qlen, 46300, seen, &from);
+	tclen = upstream_answer(&u, tc, seen, 300, 0x8380, &from);
 	ASSERT_EQ_U64(load_be16(tc + 6), 1);
-	upstream_reply(&u, tc, tclen, &from);
 	ufd = upstream_tcp_query(&r, &u, tq, sizeof(tq), &tlen, 2000);
 	alen = a_answer(ans, tq, "198.51.100.43");
 	store_be16(ans, (uint16_t)(load_be16(ans) + 1));
 	tcp_send_msg(ufd, ans, alen);
-	got = answer4(&r, 46300, 2000, &glen);
-	ASSERT_EQ_U64(glen, tclen);
-	ASSERT_EQ_U64(load_be16(got), 63);
-	ASSERT_EQ_MEM(got + 2, tc + 2, tclen - 2);
+	expect_relayed(&r, 46300, 63, tc, tclen);
 	close(ufd);
 
 	/* Nothing listens on the server's TCP port: at once. */
 	close(u.tcp);
 	u.tcp = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	qlen = query(q, 64, "refused.example", 1, 0);
-	send_udp4(&r, 46301, q, qlen);
-	ASSERT_EQ_INT(upstream_recv(&r, &u, seen, sizeof(seen), &from, 2000),
-		      (ssize_t)qlen);
-	tclen = fake_answer(tc, seen, 0, 0x8380);
-	upstream_reply(&u, tc, tclen, &from);
+	ask_upstream(&r, &u, q, qlen, 46301, seen, &from);
+	tclen = upstream_answer(&u, tc, seen, 0, 0x8380, &from);
 	t0 = now_ms();
-	got = answer4(&r, 46301, 2000, &glen);
+	expect_relayed(&r, 46301, 64, tc, tclen);
 	ASSERT_LT_U64(now_ms() - t0, 1000);
-	ASSERT_EQ_U64(glen, tclen);
-	ASSERT_EQ_U64(load_be16(got), 64);
-	ASSERT_EQ_MEM(got + 2, tc + 2, tclen - 2);
 	rig_expect_none(&r, 50);
 	ASSERT_EQ_U64(rig_stats(&r).fds, fds);
-	assert_logged("2 tried, 0 answered, 0 too long for UDP, 2 failed");
-	rig_stop(&r);
-	upstream_close(&u);
+	rig_log_expect(&dns_log,
+		       "2 tried, 0 answered, 0 too long for UDP, 2 failed");
+	upstream_stop(&r, &u);
 }
 
 /* Each fallback holds a host descriptor while it runs; with none left,
@@ -1550,26 +1511,23 @@ TEST(fallback_counts_against_the_descriptor_budget)
 	struct upstream u;
 	struct rig r;
 	struct sockaddr_in from;
-	char line[64];
 	uint8_t q[512], seen[512], tq[512], ans[512];
 	const uint8_t *got;
-	size_t qlen, tlen, alen, glen;
+	size_t qlen, alen, glen;
 	uint64_t refused;
 	struct parsed p;
 	int ufd;
 
-	upstream_open(&u);
-	dns_rig_logged(&r, ns_line(&u, line, sizeof(line)), 1);
+	fallback_rig(&r, &u, 1);
 	refused = rig_stats(&r).refused;
 
 	qlen = query(q, 65, "first.example", 1, 0);
-	ask_truncated(&r, &u, q, qlen, 46400, 0, seen, &from);
-	ufd = upstream_tcp_query(&r, &u, tq, sizeof(tq), &tlen, 2000);
+	ufd = ask_fallback(&r, &u, q, qlen, 46400, seen, &from, tq);
 	ASSERT_EQ_U64(rig_stats(&r).fds, 1);
 
 	/* The budget (1) is spent: the second gets its TC answer now. */
 	qlen = query(q, 66, "second.example", 1, 0);
-	ask_truncated(&r, &u, q, qlen, 46401, 0, seen, &from);
+	ask_truncated(&r, &u, q, qlen, 46401, seen, &from);
 	got = answer4(&r, 46401, 500, &glen);
 	ASSERT_EQ_U64(load_be16(got), 66);
 	ASSERT_TRUE(load_be16(got + 2) & FLAG_TC);
@@ -1584,9 +1542,9 @@ TEST(fallback_counts_against_the_descriptor_budget)
 	ASSERT_EQ_U64(p.flags & FLAG_TC, 0);
 	close(ufd);
 	ASSERT_EQ_U64(rig_stats(&r).fds, 0);
-	assert_logged("2 tried, 1 answered, 0 too long for UDP, 1 failed");
-	rig_stop(&r);
-	upstream_close(&u);
+	rig_log_expect(&dns_log,
+		       "2 tried, 1 answered, 0 too long for UDP, 1 failed");
+	upstream_stop(&r, &u);
 }
 
 /*
@@ -1599,7 +1557,6 @@ TEST(fallbacks_are_bounded_and_time_out)
 	struct upstream u;
 	struct rig r;
 	struct sockaddr_in from;
-	char line[64];
 	uint8_t q[512], seen[512];
 	size_t qlen, glen;
 	const uint8_t *got;
@@ -1607,8 +1564,7 @@ TEST(fallbacks_are_bounded_and_time_out)
 	uint64_t t0;
 	unsigned fds;
 
-	upstream_open(&u);
-	dns_rig_logged(&r, ns_line(&u, line, sizeof(line)), 0);
+	fallback_rig(&r, &u, 0);
 	fds = rig_stats(&r).fds;
 	t0 = now_ms();
 	for (unsigned i = 0; i < 17; i++) {
@@ -1616,7 +1572,7 @@ TEST(fallbacks_are_bounded_and_time_out)
 
 		snprintf(name, sizeof(name), "slow%u.example", i);
 		qlen = query(q, (uint16_t)(200 + i), name, 1, 0);
-		ask_truncated(&r, &u, q, qlen, (uint16_t)(46500 + i), 0, seen,
+		ask_truncated(&r, &u, q, qlen, (uint16_t)(46500 + i), seen,
 			      &from);
 	}
 	got = answer4(&r, 46516, 500, &glen);
@@ -1640,8 +1596,7 @@ TEST(fallbacks_are_bounded_and_time_out)
 	}
 	ASSERT_GE_U64(now_ms() - t0, 2900);
 	ASSERT_EQ_U64(rig_stats(&r).fds, fds);
-	rig_stop(&r);
-	upstream_close(&u);
+	upstream_stop(&r, &u);
 }
 
 static const struct test_case tests[] = {

@@ -1,14 +1,14 @@
 // SPDX-License-Identifier: MIT
 /*
- * Unit tests for vpnkit/icmp.c, driven through the public API: frames
- * built by hand go in through vpnkit_port_input, and what the port's send
- * callback receives is checked byte by byte, checksums recomputed here.
+ * Unit tests for vpnkit/icmp.c, driven through the public API on rig.h's
+ * rig: frames built with frames.h go in through vpnkit_port_input, and
+ * what the port's send callback receives is checked field by field, with
+ * checksums recomputed by frames.h.
  * Echo requests to the gateway are answered at once; those to the host
  * address travel through real ping sockets to loopback, in a network
  * namespace of the test's own where ping_group_range is opened (or left
  * closed, to see the warning), so the machine's settings are not touched.
  */
-#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <net/if.h>
@@ -25,136 +25,27 @@
 #include <base/test.h>
 #include <vpnkit/vpnkit.h>
 
-#include "../internal.h" /* vk_gateway_mac */
+#include "frames.h"
+#include "rig.h"
 
-#define MAX_FRAMES 16
-#define FRAME_CAP 2048
 #define PAYLOAD 56
 
 /* ---------------------------------------------------------------- the rig */
 
-struct capture {
-	uint8_t frame[MAX_FRAMES][FRAME_CAP];
-	size_t len[MAX_FRAMES];
-	unsigned n;
-};
+/* What the instance logged (each case runs in a process of its own). */
+static struct rig_logbuf icmp_log;
 
-static int cap_send(void *opaque, const struct vpnkit_offload *off,
-		    const struct iovec *iov, int iovcnt)
-{
-	struct capture *c = opaque;
-	size_t len = 0;
-
-	(void)off;
-	ASSERT_LT_U64(c->n, MAX_FRAMES);
-	for (int i = 0; i < iovcnt; i++) {
-		ASSERT_LE_U64(len + iov[i].iov_len, FRAME_CAP);
-		memcpy(c->frame[c->n] + len, iov[i].iov_base, iov[i].iov_len);
-		len += iov[i].iov_len;
-	}
-	c->len[c->n++] = len;
-	return 0;
-}
-
-static const struct vpnkit_port_ops cap_ops = { .send = cap_send };
-
-struct logbuf {
-	char text[8192];
-	size_t len;
-};
-
-static void log_capture(void *opaque, enum log_level level, const char *msg)
-{
-	struct logbuf *lb = opaque;
-	int n = snprintf(lb->text + lb->len, sizeof(lb->text) - lb->len,
-			 "%s: %s\n", log_level_name(level), msg);
-
-	if (n > 0 && (size_t)n < sizeof(lb->text) - lb->len)
-		lb->len += (size_t)n;
-}
-
-struct rig {
-	struct vpnkit *vk;
-	struct vpnkit_port *port;
-	struct capture cap;
-	struct logbuf log;
-	uint8_t mac[6];
-	struct in_addr ip;
-	struct in6_addr ip6; /* the VM's SLAAC address in the prefix */
-	struct in6_addr ip6_ll; /* and its link-local one */
-	struct in6_addr prefix;
-};
-
-static struct in6_addr addr6(const char *s)
-{
-	struct in6_addr a;
-
-	ASSERT_EQ_INT(inet_pton(AF_INET6, s, &a), 1);
-	return a;
-}
-
-static struct in_addr addr4(const char *s)
-{
-	struct in_addr a;
-
-	ASSERT_EQ_INT(inet_pton(AF_INET, s, &a), 1);
-	return a;
-}
-
-/* prefix + the low 64 bits */
-static struct in6_addr in_prefix(const struct rig *r, uint64_t iid)
-{
-	struct in6_addr a = r->prefix;
-
-	store_be64(&a.s6_addr[8], iid);
-	return a;
-}
-
-static void rig_up(struct rig *r, unsigned icmp_idle_s)
+/* rig.h's rig, with the log kept and ICMP flows idle after icmp_idle_s
+ * (0: the default). */
+static void icmp_rig(struct rig *r, unsigned icmp_idle_s)
 {
 	struct vpnkit_config cfg;
 
-	memset(r, 0, sizeof(*r));
-	vpnkit_config_init(&cfg);
-	cfg.dns_mode = VPNKIT_DNS_OFF;
+	rig_config(&cfg);
 	if (icmp_idle_s)
 		cfg.icmp_idle_s = icmp_idle_s;
-	cfg.log.fn = log_capture;
-	cfg.log.opaque = &r->log;
-	cfg.log.level = LOG_LEVEL_DEBUG;
-	ASSERT_OK(vpnkit_new(&cfg, &r->vk));
-	ASSERT_OK(vpnkit_port_new(r->vk, NULL, &cap_ops, &r->cap, &r->port));
-	vpnkit_port_mac(r->port, r->mac);
-	r->ip = vpnkit_port_ip(r->port);
-	r->prefix = cfg.prefix6;
-	r->ip6 = in_prefix(r, 0x0250aafffebbcc01ull);
-	r->ip6_ll = addr6("fe80::250:aaff:febb:cc01");
-	r->cap.n = 0; /* forget the router advertisement greeting the port */
-}
-
-static void rig_down(struct rig *r)
-{
-	vpnkit_free(r->vk);
-}
-
-static struct vpnkit_stats stats(const struct rig *r)
-{
-	struct vpnkit_stats s;
-
-	vpnkit_stats_get(r->vk, &s);
-	return s;
-}
-
-static void inject(struct rig *r, const uint8_t *f, size_t len)
-{
-	ASSERT_OK(vpnkit_port_input(r->port, NULL, f, len));
-}
-
-/* Run the loop until n frames have come out, or max_ms have passed. */
-static void run_until_frames(struct rig *r, unsigned n, int max_ms)
-{
-	for (int waited = 0; r->cap.n < n && waited < max_ms; waited += 10)
-		ASSERT_OK(vpnkit_run_once(r->vk, 10));
+	rig_keep_log(&cfg, &icmp_log);
+	rig_start(r, &cfg, 0);
 }
 
 /*
@@ -209,245 +100,127 @@ static bool run(char *const argv[])
 	return WIFEXITED(status) && WEXITSTATUS(status) == 0;
 }
 
-/* ---------------------------------------------------------------- checksums */
-
-/* RFC 1071, written independently of the library's. */
-static uint32_t sum16(uint32_t s, const void *buf, size_t n)
-{
-	const uint8_t *p = buf;
-	size_t i;
-
-	for (i = 0; i + 1 < n; i += 2)
-		s += (uint32_t)p[i] << 8 | p[i + 1];
-	if (n & 1)
-		s += (uint32_t)p[n - 1] << 8;
-	return s;
-}
-
-static uint16_t sum_final(uint32_t s)
-{
-	while (s >> 16)
-		s = (s & 0xffff) + (s >> 16);
-	return (uint16_t)~s;
-}
-
-static uint32_t pseudo6(const struct in6_addr *src, const struct in6_addr *dst,
-			size_t len)
-{
-	uint8_t tail[8] = { 0 };
-
-	store_be32(tail, (uint32_t)len);
-	tail[7] = IPPROTO_ICMPV6;
-	return sum16(sum16(sum16(0, src, 16), dst, 16), tail, 8);
-}
-
 /* ---------------------------------------------------------------- frames */
 
-/* An echo message: header and a recognisable payload of len bytes. */
-static size_t echo_msg(uint8_t *m, uint8_t type, uint8_t code, uint16_t id,
-		       uint16_t seq, size_t len)
+/* An ICMP message laid out as an echo (type, code, id, seq, len bytes of
+ * payload) from the VM's IPv4 address to dst, in f. */
+static size_t echo4(const struct rig *r, uint8_t *f, const char *dst,
+		    uint8_t type, uint8_t code, uint16_t id, uint16_t seq,
+		    size_t len)
 {
-	m[0] = type;
-	m[1] = code;
-	m[2] = 0;
-	m[3] = 0;
-	store_be16(m + 4, id);
-	store_be16(m + 6, seq);
-	for (size_t i = 0; i < len; i++)
-		m[8 + i] = (uint8_t)(i * 7 + 3);
-	return 8 + len;
+	struct in_addr d = rig_addr4(dst);
+	struct fr_l3 a = rig_l3(r, (const uint8_t *)&d);
+
+	return fr_icmp_echo(f, &a, type, code, id, seq, len);
 }
 
-/* The VM's IPv4 frame to dst carrying msg; the ICMP checksum is filled in
- * (a test breaks it afterwards if it wants it wrong). */
-static size_t ip4_frame(const struct rig *r, uint8_t *f, struct in_addr dst,
-			const uint8_t *msg, size_t len)
+/* The same in ICMPv6, from src to dst with this hop limit. */
+static size_t echo6(const struct rig *r, uint8_t *f, const void *src,
+		    const void *dst, uint8_t hop, uint8_t type, uint8_t code,
+		    uint16_t id, uint16_t seq, size_t len)
 {
-	uint8_t *ip = f + 14;
+	struct fr_l3 a = rig_l3_from(r, 6, src, dst);
 
-	memcpy(f, vk_gateway_mac, 6);
-	memcpy(f + 6, r->mac, 6);
-	store_be16(f + 12, 0x0800);
-	memset(ip, 0, 20);
-	ip[0] = 0x45;
-	store_be16(ip + 2, (uint16_t)(20 + len));
-	store_be16(ip + 4, 0x1234);
-	store_be16(ip + 6, 0x4000);
-	ip[8] = 64;
-	ip[9] = IPPROTO_ICMP;
-	memcpy(ip + 12, &r->ip, 4);
-	memcpy(ip + 16, &dst, 4);
-	store_be16(ip + 10, sum_final(sum16(0, ip, 20)));
-	memcpy(ip + 20, msg, len);
-	if (len >= 4) {
-		ip[22] = 0;
-		ip[23] = 0;
-		store_be16(ip + 22, sum_final(sum16(0, ip + 20, len)));
-	}
-	return 34 + len;
-}
-
-/* The VM's IPv6 frame from src to dst (Ethernet dst dmac), ICMPv6
- * checksum filled in. */
-static size_t ip6_frame(const struct rig *r, uint8_t *f, const uint8_t *dmac,
-			const struct in6_addr *src, const struct in6_addr *dst,
-			uint8_t hop, const uint8_t *msg, size_t len)
-{
-	uint8_t *ip = f + 14;
-
-	memcpy(f, dmac, 6);
-	memcpy(f + 6, r->mac, 6);
-	store_be16(f + 12, 0x86dd);
-	memset(ip, 0, 40);
-	ip[0] = 0x60;
-	store_be16(ip + 4, (uint16_t)len);
-	ip[6] = IPPROTO_ICMPV6;
-	ip[7] = hop;
-	memcpy(ip + 8, src, 16);
-	memcpy(ip + 24, dst, 16);
-	memcpy(ip + 40, msg, len);
-	if (len >= 4) {
-		ip[42] = 0;
-		ip[43] = 0;
-		store_be16(ip + 42, sum_final(sum16(pseudo6(src, dst, len),
-						    ip + 40, len)));
-	}
-	return 54 + len;
+	fr_mac6(a.dst, r->gw_mac, a.dst_mac);
+	a.ttl = hop;
+	return fr_icmp_echo(f, &a, type, code, id, seq, len);
 }
 
 /* ---------------------------------------------------------------- checks */
 
 /*
- * Frame i is an echo reply from src to the VM's IPv4 address with this id
- * and sequence and the payload echo_msg makes; every checksum is right.
+ * A frame (rig.h checked its lengths and checksums) is an ICMP (af 4) or
+ * ICMPv6 message of this type and code from the gateway's MAC to the
+ * VM's, from src to dst; v gets it taken apart.
  */
-static void check_reply4(const struct rig *r, unsigned i, struct in_addr src,
-			 uint16_t id, uint16_t seq, size_t payload)
+static void check_icmp(const struct rig *r, const struct cap_frame *cf, int af,
+		       const void *src, const void *dst, uint8_t type,
+		       uint8_t code, struct fr_view *v)
 {
-	const uint8_t *f = r->cap.frame[i];
-	const uint8_t *ip = f + 14, *m = f + 34;
-	uint8_t want[8 + PAYLOAD];
+	size_t alen = af == 4 ? 4 : 16;
 
-	ASSERT_LT_U64(i, r->cap.n);
-	ASSERT_EQ_U64(r->cap.len[i], 34 + 8 + payload);
-	ASSERT_EQ_MEM(f, r->mac, 6);
-	ASSERT_EQ_MEM(f + 6, vk_gateway_mac, 6);
-	ASSERT_EQ_U64(load_be16(f + 12), 0x0800);
-	ASSERT_EQ_U64(ip[0], 0x45);
-	ASSERT_EQ_U64(load_be16(ip + 2), 20 + 8 + payload);
-	ASSERT_EQ_U64(ip[9], IPPROTO_ICMP);
-	ASSERT_GT_U64(ip[8], 0);
-	ASSERT_EQ_U64(sum_final(sum16(0, ip, 20)), 0);
-	ASSERT_EQ_MEM(ip + 12, &src, 4);
-	ASSERT_EQ_MEM(ip + 16, &r->ip, 4);
-	ASSERT_EQ_U64(sum_final(sum16(0, m, 8 + payload)), 0);
-	ASSERT_LE_U64(payload, PAYLOAD);
-	echo_msg(want, 0, 0, id, seq, payload);
-	ASSERT_EQ_U64(m[0], 0); /* echo reply */
-	ASSERT_EQ_U64(m[1], 0);
-	ASSERT_EQ_U64(load_be16(m + 4), id);
-	ASSERT_EQ_U64(load_be16(m + 6), seq);
-	ASSERT_EQ_MEM(m + 8, want + 8, payload);
-}
-
-/* The same for IPv6, from src to dst. */
-static void check_reply6(const struct rig *r, unsigned i,
-			 const struct in6_addr *src, const struct in6_addr *dst,
-			 uint16_t id, uint16_t seq, size_t payload)
-{
-	const uint8_t *f = r->cap.frame[i];
-	const uint8_t *ip = f + 14, *m = f + 54;
-	uint8_t want[8 + PAYLOAD];
-
-	ASSERT_LT_U64(i, r->cap.n);
-	ASSERT_EQ_U64(r->cap.len[i], 54 + 8 + payload);
-	ASSERT_EQ_MEM(f, r->mac, 6);
-	ASSERT_EQ_MEM(f + 6, vk_gateway_mac, 6);
-	ASSERT_EQ_U64(load_be16(f + 12), 0x86dd);
-	ASSERT_EQ_U64(ip[0] >> 4, 6);
-	ASSERT_EQ_U64(load_be16(ip + 4), 8 + payload);
-	ASSERT_EQ_U64(ip[6], IPPROTO_ICMPV6);
-	ASSERT_GT_U64(ip[7], 0);
-	ASSERT_EQ_MEM(ip + 8, src, 16);
-	ASSERT_EQ_MEM(ip + 24, dst, 16);
-	ASSERT_EQ_U64(sum_final(sum16(pseudo6(src, dst, 8 + payload), m,
-				      8 + payload)),
-		      0);
-	ASSERT_LE_U64(payload, PAYLOAD);
-	echo_msg(want, 129, 0, id, seq, payload);
-	ASSERT_EQ_U64(m[0], 129); /* echo reply */
-	ASSERT_EQ_U64(m[1], 0);
-	ASSERT_EQ_U64(load_be16(m + 4), id);
-	ASSERT_EQ_U64(load_be16(m + 6), seq);
-	ASSERT_EQ_MEM(m + 8, want + 8, payload);
+	ASSERT_NOT_NULL(cf);
+	ASSERT_NULL(fr_parse(v, cf->data, cf->len, false));
+	ASSERT_EQ_MEM(v->dst_mac, r->mac, 6);
+	ASSERT_EQ_MEM(v->src_mac, r->gw_mac, 6);
+	ASSERT_EQ_INT(v->af, af);
+	ASSERT_EQ_U64(v->proto, af == 4 ? IPPROTO_ICMP : IPPROTO_ICMPV6);
+	ASSERT_GT_U64(v->ttl, 0);
+	ASSERT_EQ_MEM(v->src, src, alen);
+	ASSERT_EQ_MEM(v->dst, dst, alen);
+	ASSERT_GE_U64(v->l4_len, 8);
+	ASSERT_EQ_U64(v->l4[0], type);
+	ASSERT_EQ_U64(v->l4[1], code);
 }
 
 /*
- * Frame i is an ICMP error of this type and code from src to the VM,
- * whose quote starts with the qlen bytes at q; returns the quote.
+ * The next frame, within max_ms, is an echo reply from src to dst with
+ * this id and sequence and the payload fr_icmp_echo makes.
  */
-static const uint8_t *check_error4(const struct rig *r, unsigned i,
-				   struct in_addr src, uint8_t type,
-				   uint8_t code, const uint8_t *q, size_t qlen)
+static void expect_reply(struct rig *r, int max_ms, int af, const void *src,
+			 const void *dst, uint16_t id, uint16_t seq,
+			 size_t payload)
 {
-	const uint8_t *f = r->cap.frame[i];
-	const uint8_t *ip = f + 14, *m = f + 34;
-	size_t len;
+	struct fr_view v;
 
-	ASSERT_LT_U64(i, r->cap.n);
-	ASSERT_GE_U64(r->cap.len[i], 34 + 8 + qlen);
-	len = r->cap.len[i] - 34;
-	ASSERT_EQ_MEM(f, r->mac, 6);
-	ASSERT_EQ_U64(load_be16(f + 12), 0x0800);
-	ASSERT_EQ_U64(load_be16(ip + 2), 20 + len);
-	ASSERT_EQ_U64(ip[9], IPPROTO_ICMP);
-	ASSERT_EQ_U64(sum_final(sum16(0, ip, 20)), 0);
-	ASSERT_EQ_MEM(ip + 12, &src, 4);
-	ASSERT_EQ_MEM(ip + 16, &r->ip, 4);
-	ASSERT_EQ_U64(sum_final(sum16(0, m, len)), 0);
-	ASSERT_EQ_U64(m[0], type);
-	ASSERT_EQ_U64(m[1], code);
-	ASSERT_EQ_MEM(m + 8, q, qlen);
-	return m + 8;
+	check_icmp(r, rig_next(r, max_ms), af, src, dst, af == 4 ? 0 : 129, 0,
+		   &v);
+	ASSERT_EQ_U64(v.l4_len, 8 + payload);
+	ASSERT_EQ_U64(load_be16(v.l4 + 4), id);
+	ASSERT_EQ_U64(load_be16(v.l4 + 6), seq);
+	for (size_t i = 0; i < payload; i++)
+		ASSERT_EQ_U64(v.l4[8 + i], fr_echo_byte(i));
 }
 
-static const uint8_t *check_error6(const struct rig *r, unsigned i,
-				   const struct in6_addr *src,
-				   const struct in6_addr *dst, uint8_t type,
-				   uint8_t code, const uint8_t *q, size_t qlen)
-{
-	const uint8_t *f = r->cap.frame[i];
-	const uint8_t *ip = f + 14, *m = f + 54;
-	size_t len;
+/* The VM pings dst (IPv4) and, unless max_ms is NO_REPLY, dst must
+ * answer within max_ms. */
+#define NO_REPLY (-1)
 
-	ASSERT_LT_U64(i, r->cap.n);
-	ASSERT_GE_U64(r->cap.len[i], 54 + 8 + qlen);
-	len = r->cap.len[i] - 54;
-	ASSERT_EQ_MEM(f, r->mac, 6);
-	ASSERT_EQ_U64(load_be16(f + 12), 0x86dd);
-	ASSERT_EQ_U64(load_be16(ip + 4), len);
-	ASSERT_EQ_U64(ip[6], IPPROTO_ICMPV6);
-	ASSERT_EQ_MEM(ip + 8, src, 16);
-	ASSERT_EQ_MEM(ip + 24, dst, 16);
-	ASSERT_EQ_U64(sum_final(sum16(pseudo6(src, dst, len), m, len)), 0);
-	ASSERT_EQ_U64(m[0], type);
-	ASSERT_EQ_U64(m[1], code);
-	ASSERT_EQ_MEM(m + 8, q, qlen);
-	return m + 8;
+static void ping4(struct rig *r, const char *dst, uint16_t id, uint16_t seq,
+		  size_t len, int max_ms)
+{
+	struct in_addr d = rig_addr4(dst);
+	uint8_t f[256];
+
+	rig_input(r, f, echo4(r, f, dst, 8, 0, id, seq, len));
+	if (max_ms != NO_REPLY)
+		expect_reply(r, max_ms, 4, &d, r->ip, id, seq, len);
 }
 
-static bool log_has(const struct rig *r, const char *s)
+/* The same over IPv6, from src to dst. */
+static void ping6(struct rig *r, const void *src, const void *dst, uint16_t id,
+		  uint16_t seq, size_t len, int max_ms)
 {
-	return strstr(r->log.text, s) != NULL;
+	uint8_t f[256];
+
+	rig_input(r, f, echo6(r, f, src, dst, 64, 128, 0, id, seq, len));
+	if (max_ms != NO_REPLY)
+		expect_reply(r, max_ms, 6, dst, src, id, seq, len);
 }
 
-static unsigned log_count(const struct rig *r, const char *s)
+/* The ICMP flows and the host sockets they hold. */
+static void expect_flows(const struct rig *r, unsigned flows, unsigned fds)
 {
-	unsigned n = 0;
+	ASSERT_EQ_U64(rig_stats(r).icmp_flows, flows);
+	ASSERT_EQ_U64(rig_stats(r).fds, fds);
+}
 
-	for (const char *p = r->log.text; (p = strstr(p, s)); p++)
-		n++;
-	return n;
+/*
+ * A frame is an ICMP error of this type and code from src to the VM
+ * (its IPv4 address, or r->ip6), whose quote starts with the qlen bytes
+ * at q; returns the quote.
+ */
+static const uint8_t *check_error(const struct rig *r,
+				  const struct cap_frame *cf, int af,
+				  const void *src, uint8_t type, uint8_t code,
+				  const uint8_t *q, size_t qlen)
+{
+	struct fr_view v;
+
+	check_icmp(r, cf, af, src, af == 4 ? r->ip : r->ip6, type, code, &v);
+	ASSERT_GE_U64(v.l4_len, 8 + qlen);
+	ASSERT_EQ_MEM(v.l4 + 8, q, qlen);
+	return v.l4 + 8;
 }
 
 /* ---------------------------------------------------------------- IPv4 */
@@ -455,128 +228,101 @@ static unsigned log_count(const struct rig *r, const char *s)
 TEST(echo_to_gateway_answered)
 {
 	struct rig r;
-	uint8_t m[64], f[128];
-	struct in_addr gw = addr4("192.168.65.1");
-	size_t len;
 
-	rig_up(&r, 0);
-	len = echo_msg(m, 8, 0, 0x4242, 7, PAYLOAD);
-	inject(&r, f, ip4_frame(&r, f, gw, m, len));
-	ASSERT_EQ_U64(r.cap.n, 1);
-	check_reply4(&r, 0, gw, 0x4242, 7, PAYLOAD);
+	icmp_rig(&r, 0);
+	ping4(&r, "192.168.65.1", 0x4242, 7, PAYLOAD, 0);
 
 	/* An empty payload is fine too. */
-	len = echo_msg(m, 8, 0, 0x4242, 8, 0);
-	inject(&r, f, ip4_frame(&r, f, gw, m, len));
-	ASSERT_EQ_U64(r.cap.n, 2);
-	check_reply4(&r, 1, gw, 0x4242, 8, 0);
-	ASSERT_EQ_U64(stats(&r).bad, 0);
-	ASSERT_EQ_U64(stats(&r).icmp_flows, 0); /* no socket for this */
-	ASSERT_EQ_U64(stats(&r).fds, 0);
-	rig_down(&r);
+	ping4(&r, "192.168.65.1", 0x4242, 8, 0, 0);
+	rig_expect_none(&r, 0);
+	ASSERT_EQ_U64(rig_stats(&r).bad, 0);
+	expect_flows(&r, 0, 0); /* no socket for this */
+	rig_stop(&r);
 }
+
+/* A message from the VM that must be dropped and counted as malformed. */
+static void expect_bad(struct rig *r, const uint8_t *f, size_t len)
+{
+	struct vpnkit_stats before = rig_stats(r);
+
+	rig_input(r, f, len);
+	rig_expect_none(r, 0);
+	ASSERT_EQ_U64(rig_stats(r).bad, before.bad + 1);
+	ASSERT_EQ_U64(rig_stats(r).dropped, before.dropped + 1);
+}
+
+/* The start of an echo request, checksum filled in by fr_ip. */
+static const uint8_t short_echo[6] = { 8, 0, 0, 0, 0, 1 };
 
 TEST(echo_malformed_counted)
 {
 	struct rig r;
-	uint8_t m[64], f[128];
-	struct in_addr gw = addr4("192.168.65.1");
-	size_t len, flen;
+	struct fr_l3 a;
+	uint8_t f[128];
+	size_t len;
 
-	rig_up(&r, 0);
+	icmp_rig(&r, 0);
 	/* A flipped payload byte: the checksum no longer matches. */
-	len = echo_msg(m, 8, 0, 1, 1, PAYLOAD);
-	flen = ip4_frame(&r, f, gw, m, len);
-	f[flen - 1] ^= 0x40;
-	inject(&r, f, flen);
-	ASSERT_EQ_U64(stats(&r).bad, 1);
-
+	len = echo4(&r, f, "192.168.65.1", 8, 0, 1, 1, PAYLOAD);
+	f[len - 1] ^= 0x40;
+	expect_bad(&r, f, len);
 	/* Shorter than an ICMP header. */
-	inject(&r, f, ip4_frame(&r, f, gw, m, 4));
-	ASSERT_EQ_U64(stats(&r).bad, 2);
-
+	a = rig_l3(&r, r.gw);
+	expect_bad(&r, f, fr_ip(f, &a, IPPROTO_ICMP, short_echo, 4));
 	/* An echo request with a code that does not exist. */
-	len = echo_msg(m, 8, 3, 1, 1, 8);
-	inject(&r, f, ip4_frame(&r, f, gw, m, len));
-	ASSERT_EQ_U64(stats(&r).bad, 3);
-
-	ASSERT_EQ_U64(r.cap.n, 0);
-	ASSERT_EQ_U64(stats(&r).dropped, 3);
-	rig_down(&r);
+	expect_bad(&r, f, echo4(&r, f, "192.168.65.1", 8, 3, 1, 1, 8));
+	rig_stop(&r);
 }
 
 TEST(other_icmp_types_dropped)
 {
 	struct rig r;
-	uint8_t m[64], f[128];
-	struct in_addr gw = addr4("192.168.65.1");
-	size_t len;
+	uint8_t f[128];
 
-	rig_up(&r, 0);
+	icmp_rig(&r, 0);
 	/* A timestamp request and an echo reply: well formed, not carried. */
-	len = echo_msg(m, 13, 0, 1, 1, 12);
-	inject(&r, f, ip4_frame(&r, f, gw, m, len));
-	len = echo_msg(m, 0, 0, 1, 1, 8);
-	inject(&r, f, ip4_frame(&r, f, addr4("192.0.2.1"), m, len));
-	ASSERT_EQ_U64(r.cap.n, 0);
-	ASSERT_EQ_U64(stats(&r).dropped, 2);
-	ASSERT_EQ_U64(stats(&r).bad, 0);
-	rig_down(&r);
+	rig_input(&r, f, echo4(&r, f, "192.168.65.1", 13, 0, 1, 1, 12));
+	rig_input(&r, f, echo4(&r, f, "192.0.2.1", 0, 0, 1, 1, 8));
+	rig_expect_none(&r, 0);
+	ASSERT_EQ_U64(rig_stats(&r).dropped, 2);
+	ASSERT_EQ_U64(rig_stats(&r).bad, 0);
+	rig_stop(&r);
 }
 
 TEST(echo_to_subnet_not_carried)
 {
 	struct rig r;
-	uint8_t m[64], f[128];
-	size_t len;
 
-	rig_up(&r, 0);
+	icmp_rig(&r, 0);
 	/* Nobody has .200, and broadcast pings are not answered. */
-	len = echo_msg(m, 8, 0, 9, 1, 8);
-	inject(&r, f, ip4_frame(&r, f, addr4("192.168.65.200"), m, len));
-	inject(&r, f, ip4_frame(&r, f, addr4("192.168.65.255"), m, len));
-	run_until_frames(&r, 1, 50);
-	ASSERT_EQ_U64(r.cap.n, 0);
-	ASSERT_EQ_U64(stats(&r).fds, 0);
-	ASSERT_EQ_U64(stats(&r).dropped, 2);
-	ASSERT_EQ_U64(stats(&r).bad, 0);
-	rig_down(&r);
+	ping4(&r, "192.168.65.200", 9, 1, 8, NO_REPLY);
+	ping4(&r, "192.168.65.255", 9, 1, 8, NO_REPLY);
+	rig_expect_none(&r, 50);
+	expect_flows(&r, 0, 0);
+	ASSERT_EQ_U64(rig_stats(&r).dropped, 2);
+	ASSERT_EQ_U64(rig_stats(&r).bad, 0);
+	rig_stop(&r);
 }
 
 TEST(echo_to_host_through_ping_socket)
 {
 	struct rig r;
-	uint8_t m[64], f[128];
-	struct in_addr host = addr4("192.168.65.2");
-	size_t len;
 
 	private_netns(true);
-	rig_up(&r, 0);
-	len = echo_msg(m, 8, 0, 0x7777, 1, PAYLOAD);
-	inject(&r, f, ip4_frame(&r, f, host, m, len));
-	ASSERT_EQ_U64(stats(&r).icmp_flows, 1);
-	ASSERT_EQ_U64(stats(&r).fds, 1);
-	run_until_frames(&r, 1, 2000);
-	ASSERT_EQ_U64(r.cap.n, 1);
+	icmp_rig(&r, 0);
 	/* From the address the VM pinged, with the VM's own id back. */
-	check_reply4(&r, 0, host, 0x7777, 1, PAYLOAD);
+	ping4(&r, "192.168.65.2", 0x7777, 1, PAYLOAD, 2000);
+	expect_flows(&r, 1, 1);
 
 	/* The next request takes the same flow and socket. */
-	len = echo_msg(m, 8, 0, 0x7777, 2, 20);
-	inject(&r, f, ip4_frame(&r, f, host, m, len));
-	run_until_frames(&r, 2, 2000);
-	check_reply4(&r, 1, host, 0x7777, 2, 20);
-	ASSERT_EQ_U64(stats(&r).icmp_flows, 1);
-	ASSERT_EQ_U64(stats(&r).fds, 1);
+	ping4(&r, "192.168.65.2", 0x7777, 2, 20, 2000);
+	expect_flows(&r, 1, 1);
 
 	/* Another id is another flow. */
-	len = echo_msg(m, 8, 0, 0x0001, 1, 8);
-	inject(&r, f, ip4_frame(&r, f, host, m, len));
-	run_until_frames(&r, 3, 2000);
-	check_reply4(&r, 2, host, 0x0001, 1, 8);
-	ASSERT_EQ_U64(stats(&r).fds, 2);
-	ASSERT_EQ_U64(stats(&r).bad, 0);
-	rig_down(&r);
+	ping4(&r, "192.168.65.2", 0x0001, 1, 8, 2000);
+	expect_flows(&r, 2, 2);
+	ASSERT_EQ_U64(rig_stats(&r).bad, 0);
+	rig_stop(&r);
 }
 
 /* The request leaves the host with the VM's TTL (a raw socket in the
@@ -584,25 +330,20 @@ TEST(echo_to_host_through_ping_socket)
 TEST(echo_keeps_the_vm_ttl)
 {
 	struct rig r;
-	uint8_t m[64], f[160], seen[256];
-	struct in_addr host = addr4("192.168.65.2");
-	size_t len, flen;
+	uint8_t f[160], seen[256];
+	size_t len;
 	int raw, ttl = 0;
 
 	private_netns(true);
 	raw = socket(AF_INET, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_ICMP);
 	if (raw < 0)
 		TEST_SKIP("no raw socket: %s", strerror(errno));
-	rig_up(&r, 0);
-	len = echo_msg(m, 8, 0, 0x4444, 1, 8);
-	flen = ip4_frame(&r, f, host, m, len);
+	icmp_rig(&r, 0);
+	len = echo4(&r, f, "192.168.65.2", 8, 0, 0x4444, 1, 8);
 	f[14 + 8] = 5; /* TTL, then the header checksum again */
-	f[14 + 10] = 0;
-	f[14 + 11] = 0;
-	store_be16(f + 14 + 10, sum_final(sum16(0, f + 14, 20)));
-	inject(&r, f, flen);
-	run_until_frames(&r, 1, 2000);
-	check_reply4(&r, 0, host, 0x4444, 1, 8);
+	fr_ip4_fix(f + 14);
+	rig_input(&r, f, len);
+	expect_reply(&r, 2000, 4, r.host, r.ip, 0x4444, 1, 8);
 	for (int i = 0; i < 8 && ttl == 0; i++) {
 		ssize_t n = recv(raw, seen, sizeof(seen), MSG_DONTWAIT);
 
@@ -611,92 +352,69 @@ TEST(echo_keeps_the_vm_ttl)
 	}
 	ASSERT_EQ_INT(ttl, 5);
 	close(raw);
-	rig_down(&r);
+	rig_stop(&r);
 }
 
 TEST(echo_flows_expire_when_idle)
 {
 	struct rig r;
-	uint8_t m[64], f[128];
-	struct in_addr host = addr4("192.168.65.2");
-	size_t len;
 
 	private_netns(true);
-	rig_up(&r, 1);
-	len = echo_msg(m, 8, 0, 0x5151, 1, 8);
-	inject(&r, f, ip4_frame(&r, f, host, m, len));
-	run_until_frames(&r, 1, 2000);
-	check_reply4(&r, 0, host, 0x5151, 1, 8);
-	ASSERT_EQ_U64(stats(&r).fds, 1);
-	for (int waited = 0; stats(&r).fds && waited < 5000; waited += 50)
+	icmp_rig(&r, 1);
+	ping4(&r, "192.168.65.2", 0x5151, 1, 8, 2000);
+	expect_flows(&r, 1, 1);
+	for (int waited = 0; rig_stats(&r).fds && waited < 5000; waited += 50)
 		ASSERT_OK(vpnkit_run_once(r.vk, 50));
-	ASSERT_EQ_U64(stats(&r).fds, 0);
-	ASSERT_EQ_U64(stats(&r).icmp_flows, 0);
+	expect_flows(&r, 0, 0);
 
 	/* A new request opens a new flow. */
-	len = echo_msg(m, 8, 0, 0x5151, 2, 8);
-	inject(&r, f, ip4_frame(&r, f, host, m, len));
-	run_until_frames(&r, 2, 2000);
-	check_reply4(&r, 1, host, 0x5151, 2, 8);
-	rig_down(&r);
+	ping4(&r, "192.168.65.2", 0x5151, 2, 8, 2000);
+	rig_stop(&r);
 }
 
 TEST(ping_sockets_denied_warns_once)
 {
 	struct rig r;
-	uint8_t m[64], f[128];
-	struct in_addr host = addr4("192.168.65.2");
-	size_t len;
 
 	/* A new namespace starts with ping_group_range "1 0": nobody. */
 	private_netns(false);
-	rig_up(&r, 0);
-	len = echo_msg(m, 8, 0, 3, 1, 8);
-	inject(&r, f, ip4_frame(&r, f, host, m, len));
-	len = echo_msg(m, 8, 0, 3, 2, 8);
-	inject(&r, f, ip4_frame(&r, f, host, m, len));
-	run_until_frames(&r, 1, 100);
-	ASSERT_EQ_U64(r.cap.n, 0);
-	ASSERT_EQ_U64(log_count(&r, "ICMP echo to outside hosts disabled"), 1);
-	ASSERT_TRUE(log_has(&r, "ping_group_range"));
-	ASSERT_EQ_U64(stats(&r).fds, 0);
-	ASSERT_EQ_U64(stats(&r).icmp_flows, 0);
-	ASSERT_EQ_U64(stats(&r).bad, 0);
+	icmp_rig(&r, 0);
+	ping4(&r, "192.168.65.2", 3, 1, 8, NO_REPLY);
+	ping4(&r, "192.168.65.2", 3, 2, 8, NO_REPLY);
+	rig_expect_none(&r, 100);
+	ASSERT_EQ_U64(rig_log_count(&icmp_log,
+				    "ICMP echo to outside hosts disabled"),
+		      1);
+	rig_log_expect(&icmp_log, "ping_group_range");
+	expect_flows(&r, 0, 0);
+	ASSERT_EQ_U64(rig_stats(&r).bad, 0);
 
 	/* The gateway still answers. */
-	len = echo_msg(m, 8, 0, 3, 3, 8);
-	inject(&r, f, ip4_frame(&r, f, addr4("192.168.65.1"), m, len));
-	ASSERT_EQ_U64(r.cap.n, 1);
-	check_reply4(&r, 0, addr4("192.168.65.1"), 3, 3, 8);
-	rig_down(&r);
+	ping4(&r, "192.168.65.1", 3, 3, 8, 0);
+	rig_stop(&r);
 }
 
 TEST(echo_without_route_unreachable)
 {
 	struct rig r;
-	uint8_t m[64], f[160];
-	struct in6_addr far6 = addr6("2001:db8::1"), gw6;
-	size_t len, flen;
+	struct in6_addr far6 = rig_addr6("2001:db8::1");
+	uint8_t f[160];
+	size_t len;
 
 	/* A namespace with loopback alone: no route anywhere else. */
 	private_netns(true);
-	rig_up(&r, 0);
-	len = echo_msg(m, 8, 0, 0x2222, 4, PAYLOAD);
-	flen = ip4_frame(&r, f, addr4("192.0.2.1"), m, len);
-	inject(&r, f, flen);
-	ASSERT_EQ_U64(r.cap.n, 1);
+	icmp_rig(&r, 0);
+	len = echo4(&r, f, "192.0.2.1", 8, 0, 0x2222, 4, PAYLOAD);
+	rig_input(&r, f, len);
 	/* Network unreachable from the gateway, quoting the whole request. */
-	check_error4(&r, 0, addr4("192.168.65.1"), 3, 0, f + 14, flen - 14);
-	ASSERT_EQ_U64(stats(&r).fds, 0);
+	check_error(&r, rig_next(&r, 0), 4, r.gw, 3, 0, f + 14, len - 14);
+	expect_flows(&r, 0, 0);
 
-	gw6 = in_prefix(&r, 1);
-	len = echo_msg(m, 128, 0, 0x2222, 5, PAYLOAD);
-	flen = ip6_frame(&r, f, vk_gateway_mac, &r.ip6, &far6, 64, m, len);
-	inject(&r, f, flen);
-	ASSERT_EQ_U64(r.cap.n, 2);
-	check_error6(&r, 1, &gw6, &r.ip6, 1, 0, f + 14, flen - 14);
-	ASSERT_EQ_U64(stats(&r).bad, 0);
-	rig_down(&r);
+	len = echo6(&r, f, r.ip6, &far6, 64, 128, 0, 0x2222, 5, PAYLOAD);
+	rig_input(&r, f, len);
+	check_error(&r, rig_next(&r, 0), 6, r.gw6, 1, 0, f + 14, len - 14);
+	ASSERT_EQ_U64(rig_stats(&r).bad, 0);
+	rig_stop(&r);
 }
 
 /*
@@ -707,12 +425,14 @@ TEST(echo_without_route_unreachable)
 TEST(echo_errors_relayed)
 {
 	struct rig r;
-	uint8_t m4[64], m6[64], f4[160], f6[160];
-	struct in6_addr here6 = addr6("fd99::1"), there6 = addr6("fd99::2");
-	struct in_addr here = addr4("10.9.0.1"), there = addr4("10.9.0.2");
+	uint8_t f4[160], f6[160];
+	struct in6_addr here6 = rig_addr6("fd99::1"),
+			there6 = rig_addr6("fd99::2");
+	struct in_addr here = rig_addr4("10.9.0.1"),
+		       there = rig_addr4("10.9.0.2");
+	struct cap_frame *c4, *c6;
 	const uint8_t *q;
 	size_t len4, len6;
-	unsigned i4, i6;
 
 	private_netns(true);
 	if (!run((char *[]){ "ip", "link", "add", "vkt0", "type", "veth",
@@ -724,36 +444,40 @@ TEST(echo_errors_relayed)
 	    !run((char *[]){ "ip", "link", "set", "vkt0", "up", NULL }) ||
 	    !run((char *[]){ "ip", "link", "set", "vkt1", "up", NULL }))
 		TEST_SKIP("cannot make a veth pair with ip(8)");
-	rig_up(&r, 0);
-	len4 = echo_msg(m4, 8, 0, 0x3333, 1, PAYLOAD);
-	inject(&r, f4, ip4_frame(&r, f4, there, m4, len4));
-	len6 = echo_msg(m6, 128, 0, 0x3333, 2, PAYLOAD);
-	inject(&r, f6,
-	       ip6_frame(&r, f6, vk_gateway_mac, &r.ip6, &there6, 64, m6,
-			 len6));
-	ASSERT_EQ_U64(r.cap.n, 0);
-	run_until_frames(&r, 2, 10000);
-	ASSERT_EQ_U64(r.cap.n, 2);
-	i4 = load_be16(r.cap.frame[0] + 12) == 0x0800 ? 0 : 1;
-	i6 = 1 - i4;
+	icmp_rig(&r, 0);
+	len4 = echo4(&r, f4, "10.9.0.2", 8, 0, 0x3333, 1, PAYLOAD);
+	rig_input(&r, f4, len4);
+	len6 = echo6(&r, f6, r.ip6, &there6, 64, 128, 0, 0x3333, 2, PAYLOAD);
+	rig_input(&r, f6, len6);
+	rig_expect_none(&r, 0);
+	/* Both come, in either order. */
+	c4 = rig_next(&r, 10000);
+	ASSERT_NOT_NULL(c4);
+	c6 = rig_next(&r, 10000);
+	ASSERT_NOT_NULL(c6);
+	if (load_be16(c4->data + 12) != FR_ETH_IP) {
+		struct cap_frame *t = c4;
+
+		c4 = c6;
+		c6 = t;
+	}
 
 	/* Host unreachable from 10.9.0.1, quoting an IP header from the VM
 	 * to 10.9.0.2 and the request with the VM's own id. */
-	q = check_error4(&r, i4, here, 3, 1, (const uint8_t *)"\x45", 1);
+	q = check_error(&r, c4, 4, &here, 3, 1, (const uint8_t *)"\x45", 1);
 	ASSERT_EQ_U64(q[9], IPPROTO_ICMP);
-	ASSERT_EQ_MEM(q + 12, &r.ip, 4);
+	ASSERT_EQ_MEM(q + 12, r.ip, 4);
 	ASSERT_EQ_MEM(q + 16, &there, 4);
-	ASSERT_EQ_MEM(q + 20, f4 + 34, len4); /* checksum included */
+	ASSERT_EQ_MEM(q + 20, f4 + 34, len4 - 34); /* checksum included */
 
 	/* Address unreachable from fd99::1, the same way. */
-	q = check_error6(&r, i6, &here6, &r.ip6, 1, 3, (const uint8_t *)"\x60",
-			 1);
+	q = check_error(&r, c6, 6, &here6, 1, 3, (const uint8_t *)"\x60", 1);
 	ASSERT_EQ_U64(q[6], IPPROTO_ICMPV6);
-	ASSERT_EQ_MEM(q + 8, &r.ip6, 16);
+	ASSERT_EQ_MEM(q + 8, r.ip6, 16);
 	ASSERT_EQ_MEM(q + 24, &there6, 16);
-	ASSERT_EQ_MEM(q + 40, f6 + 54, len6);
-	ASSERT_EQ_U64(stats(&r).bad, 0);
-	rig_down(&r);
+	ASSERT_EQ_MEM(q + 40, f6 + 54, len6 - 54);
+	ASSERT_EQ_U64(rig_stats(&r).bad, 0);
+	rig_stop(&r);
 }
 
 /* ---------------------------------------------------------------- IPv6 */
@@ -761,112 +485,74 @@ TEST(echo_errors_relayed)
 TEST(echo6_to_gateway_answered)
 {
 	struct rig r;
-	uint8_t m[64], f[160];
-	struct in6_addr gw, gw_ll = addr6("fe80::1");
-	size_t len;
 
-	rig_up(&r, 0);
-	gw = in_prefix(&r, 1);
-	len = echo_msg(m, 128, 0, 0xbeef, 1, PAYLOAD);
-	inject(&r, f,
-	       ip6_frame(&r, f, vk_gateway_mac, &r.ip6, &gw, 64, m, len));
-	ASSERT_EQ_U64(r.cap.n, 1);
-	check_reply6(&r, 0, &gw, &r.ip6, 0xbeef, 1, PAYLOAD);
+	icmp_rig(&r, 0);
+	ping6(&r, r.ip6, r.gw6, 0xbeef, 1, PAYLOAD, 0);
 
 	/* The link-local gateway, from the VM's link-local address. */
-	len = echo_msg(m, 128, 0, 0xbeef, 2, 16);
-	inject(&r, f,
-	       ip6_frame(&r, f, vk_gateway_mac, &r.ip6_ll, &gw_ll, 64, m, len));
-	ASSERT_EQ_U64(r.cap.n, 2);
-	check_reply6(&r, 1, &gw_ll, &r.ip6_ll, 0xbeef, 2, 16);
-	ASSERT_EQ_U64(stats(&r).bad, 0);
-	rig_down(&r);
+	ping6(&r, r.ll6, r.gw_ll6, 0xbeef, 2, 16, 0);
+	ASSERT_EQ_U64(rig_stats(&r).bad, 0);
+	rig_stop(&r);
 }
 
 TEST(echo6_to_all_nodes_answered_by_gateway)
 {
 	struct rig r;
-	uint8_t m[64], f[160];
-	const uint8_t mcast_mac[6] = { 0x33, 0x33, 0, 0, 0, 1 };
-	struct in6_addr all = addr6("ff02::1"), gw_ll = addr6("fe80::1");
-	size_t len;
+	struct in6_addr all = rig_addr6("ff02::1");
+	uint8_t f[160];
 
-	rig_up(&r, 0);
-	len = echo_msg(m, 128, 0, 0x1111, 5, 8);
-	inject(&r, f, ip6_frame(&r, f, mcast_mac, &r.ip6_ll, &all, 1, m, len));
-	ASSERT_EQ_U64(r.cap.n, 1);
-	check_reply6(&r, 0, &gw_ll, &r.ip6_ll, 0x1111, 5, 8);
-	rig_down(&r);
+	icmp_rig(&r, 0);
+	rig_input(&r, f, echo6(&r, f, r.ll6, &all, 1, 128, 0, 0x1111, 5, 8));
+	expect_reply(&r, 0, 6, r.gw_ll6, r.ll6, 0x1111, 5, 8);
+	rig_stop(&r);
 }
 
 TEST(echo6_malformed_counted)
 {
 	struct rig r;
-	uint8_t m[64], f[160];
-	struct in6_addr gw;
-	size_t len, flen;
+	struct fr_l3 a;
+	uint8_t f[160], m[sizeof(short_echo)];
+	size_t len;
 
-	rig_up(&r, 0);
-	gw = in_prefix(&r, 1);
-	len = echo_msg(m, 128, 0, 1, 1, 16);
-	flen = ip6_frame(&r, f, vk_gateway_mac, &r.ip6, &gw, 64, m, len);
-	f[flen - 3] ^= 0x01;
-	inject(&r, f, flen);
-	ASSERT_EQ_U64(stats(&r).bad, 1);
-
-	inject(&r, f, ip6_frame(&r, f, vk_gateway_mac, &r.ip6, &gw, 64, m, 6));
-	ASSERT_EQ_U64(stats(&r).bad, 2);
-
-	len = echo_msg(m, 128, 1, 1, 1, 16);
-	inject(&r, f,
-	       ip6_frame(&r, f, vk_gateway_mac, &r.ip6, &gw, 64, m, len));
-	ASSERT_EQ_U64(stats(&r).bad, 3);
-	ASSERT_EQ_U64(r.cap.n, 0);
-	rig_down(&r);
+	icmp_rig(&r, 0);
+	len = echo6(&r, f, r.ip6, r.gw6, 64, 128, 0, 1, 1, 16);
+	f[len - 3] ^= 0x01;
+	expect_bad(&r, f, len);
+	/* Shorter than an ICMPv6 header. */
+	a = rig_l3_6(&r, r.gw6);
+	memcpy(m, short_echo, sizeof(m));
+	m[0] = 128;
+	expect_bad(&r, f, fr_ip(f, &a, IPPROTO_ICMPV6, m, sizeof(m)));
+	expect_bad(&r, f, echo6(&r, f, r.ip6, r.gw6, 64, 128, 1, 1, 1, 16));
+	rig_stop(&r);
 }
 
 TEST(icmp6_other_types_dropped)
 {
 	struct rig r;
-	uint8_t m[64], f[160];
-	const uint8_t mld_mac[6] = { 0x33, 0x33, 0, 0, 0, 0x16 };
-	struct in6_addr mld = addr6("ff02::16"), gw;
-	size_t len;
+	struct in6_addr mld = rig_addr6("ff02::16");
+	uint8_t f[160];
 
-	rig_up(&r, 0);
-	gw = in_prefix(&r, 1);
+	icmp_rig(&r, 0);
 	/* A multicast listener report (type 143) and an echo reply. */
-	memset(m, 0, sizeof(m));
-	m[0] = 143;
-	inject(&r, f, ip6_frame(&r, f, mld_mac, &r.ip6_ll, &mld, 1, m, 8));
-	len = echo_msg(m, 129, 0, 1, 1, 8);
-	inject(&r, f,
-	       ip6_frame(&r, f, vk_gateway_mac, &r.ip6, &gw, 64, m, len));
-	ASSERT_EQ_U64(r.cap.n, 0);
-	ASSERT_EQ_U64(stats(&r).dropped, 2);
-	ASSERT_EQ_U64(stats(&r).bad, 0);
-	rig_down(&r);
+	rig_input(&r, f, echo6(&r, f, r.ll6, &mld, 1, 143, 0, 0, 0, 0));
+	rig_input(&r, f, echo6(&r, f, r.ip6, r.gw6, 64, 129, 0, 1, 1, 8));
+	rig_expect_none(&r, 0);
+	ASSERT_EQ_U64(rig_stats(&r).dropped, 2);
+	ASSERT_EQ_U64(rig_stats(&r).bad, 0);
+	rig_stop(&r);
 }
 
 TEST(echo6_to_host_through_ping_socket)
 {
 	struct rig r;
-	uint8_t m[64], f[160];
-	struct in6_addr host;
-	size_t len;
 
 	private_netns(true);
-	rig_up(&r, 0);
-	host = in_prefix(&r, 2);
-	len = echo_msg(m, 128, 0, 0x6666, 9, PAYLOAD);
-	inject(&r, f,
-	       ip6_frame(&r, f, vk_gateway_mac, &r.ip6, &host, 64, m, len));
-	ASSERT_EQ_U64(stats(&r).icmp_flows, 1);
-	run_until_frames(&r, 1, 2000);
-	ASSERT_EQ_U64(r.cap.n, 1);
-	check_reply6(&r, 0, &host, &r.ip6, 0x6666, 9, PAYLOAD);
-	ASSERT_EQ_U64(stats(&r).bad, 0);
-	rig_down(&r);
+	icmp_rig(&r, 0);
+	ping6(&r, r.ip6, r.host6, 0x6666, 9, PAYLOAD, 2000);
+	expect_flows(&r, 1, 1);
+	ASSERT_EQ_U64(rig_stats(&r).bad, 0);
+	rig_stop(&r);
 }
 
 static const struct test_case tests[] = {

@@ -232,18 +232,17 @@ TEST(command_encode_rejects_bad_uuid)
 		ASSERT_EQ_U64(out[i], 0);
 }
 
+/* A VIF's first bytes: type 1, mtu 1500 = dc 05, max 1550 = 0e 06. */
+static const uint8_t vif_1500[5] = { 0x01, 0xdc, 0x05, 0x0e, 0x06 };
+
 TEST(vif_golden)
 {
 	static const uint8_t mac[6] = { 0x02, 0x50, 0x00, 0x00, 0x00, 0x03 };
 	uint8_t want[258] = { 0 }, got[258];
 	struct vpnkit_vmnet_response r;
 
-	/* type 1, mtu 1500 = dc 05, max 1550 = 0e 06, then the MAC */
-	want[0] = 0x01;
-	want[1] = 0xdc;
-	want[2] = 0x05;
-	want[3] = 0x0e;
-	want[4] = 0x06;
+	/* Those, then the MAC, then zeros. */
+	memcpy(want, vif_1500, sizeof(vif_1500));
 	memcpy(want + 5, mac, 6);
 	memset(got, 0xaa, sizeof(got));
 	vpnkit_vmnet_vif_encode(got, 1500, vpnkit_vmnet_max_packet_size(1500),
@@ -314,11 +313,7 @@ TEST(response_decode_rejects)
 	uint8_t buf[259] = { 0 };
 	struct vpnkit_vmnet_response r;
 
-	buf[0] = 1;
-	buf[1] = 0xdc;
-	buf[2] = 0x05;
-	buf[3] = 0x0e;
-	buf[4] = 0x06;
+	memcpy(buf, vif_1500, sizeof(vif_1500));
 	ASSERT_OK(vpnkit_vmnet_response_decode(buf, 258, &r));
 	ASSERT_ERR(vpnkit_vmnet_response_decode(buf, 257, &r), -EMSGSIZE);
 	ASSERT_ERR(vpnkit_vmnet_response_decode(buf, 259, &r), -EMSGSIZE);
