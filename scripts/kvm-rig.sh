@@ -145,6 +145,24 @@ for s in "${shares[@]}"; do
 	[[ $p != *$'\n'* && $p != *,* ]] || die "--share: unusable path (comma or newline): $p"
 	share_paths+=("$p")
 done
+# The guest mounts fresh file systems on /tmp, /run and /dev/shm, which
+# would hide a checkout or a build there (CI may clone under /tmp): share
+# the repository, the build directory and the working directory when they
+# live there and no share covers them yet.
+rig_root=$(cd "$(dirname "$0")/.." && pwd -P)
+for p in "$rig_root" ${UNIKIT_BUILD:+"$UNIKIT_BUILD"} "$cwd"; do
+	[[ -d $p ]] || continue
+	p=$(cd "$p" && pwd -P) || continue
+	case $p in
+	/tmp/* | /run/* | /dev/shm/*) ;;
+	*) continue ;;
+	esac
+	covered=0
+	for q in "${share_paths[@]}"; do
+		[[ $p == "$q" || $p == "$q"/* ]] && covered=1
+	done
+	((covered)) || share_paths+=("$p")
+done
 
 # Environment for COMMAND: the defaults, then --env and NAME=VALUE words.
 declare -A env_val=()

@@ -78,7 +78,9 @@ else
 	not_ok rig/cpus "the guest has $n CPUs, $KVM_RIG_CPUS were asked for"
 fi
 if ! touch /kvm-rig-probe 2>/dev/null && [ "$(stat -f -c %T /tmp)" = tmpfs ] &&
-    [ -z "$(ls -A /tmp | grep -vx -e "${T##*/}" -e "${KVM_RIG_SHARE##*/}")" ] && [ "$PWD" = "$e2e_root" ]; then
+    [ -z "$(ls -A /tmp | grep -vx -e "${T##*/}" -e "${KVM_RIG_SHARE##*/}" \
+	-e "$(case $e2e_root in /tmp/*) r=${e2e_root#/tmp/}; echo "${r%%/*}" ;; esac)")" ] &&
+    [ "$PWD" = "$e2e_root" ]; then
 	ok rig/filesystems
 else
 	not_ok rig/filesystems "want / read-only, a fresh tmpfs on /tmp, the cwd $e2e_root" \
