@@ -8,6 +8,8 @@
 
 #include "devices.h"
 #include "pci.h"
+#include "virtio_net.h"
+#include "virtio_9p.h"
 #include "virtio_pci.h"
 
 static const struct hk_device_type device_types[] = {
@@ -16,6 +18,11 @@ static const struct hk_device_type device_types[] = {
 	{ "lpc", hk_lpc_create },
 	{ "virtio-blk", hk_virtio_blk_create },
 	{ "virtio-rnd", hk_virtio_rnd_create },
+	{ "virtio-console", hk_virtio_console_create },
+	{ "virtio-9p", hk_virtio_9p_create },
+	{ "virtio-net", hk_virtio_net_create },
+	{ "virtio-vpnkit", hk_virtio_vpnkit_create },
+	{ "virtio-tap", hk_virtio_tap_create },
 };
 
 const struct hk_device_type *hk_device_type_find(const char *name)

@@ -21,15 +21,13 @@
  * full and resumes when the guest reads.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/stat.h>
-#include <termios.h>
 #include <unistd.h>
 
+#include "chardev.h"
 #include "internal.h"
 
 #define FIFO_SIZE 16
@@ -59,14 +57,9 @@ struct hk_uart {
 	bool line; /* the interrupt line's level */
 	uint8_t fifo[FIFO_SIZE];
 	unsigned head, count;
-	int in_fd, out_fd; /* -1: none */
-	bool in_polled; /* in_fd is in the event loop */
+	struct hk_chardev cd; /* the backend (chardev.c) */
+	bool in_polled; /* cd.in_fd is in the event loop */
 	bool in_paused; /* ... but not polled: FIFO full */
-	bool own_in, own_out; /* close them when freed */
-	int pty_slave; /* kept open so the pty never hangs up */
-	bool restore_tty;
-	struct termios saved_tty;
-	char path[128];
 	struct ratelimit rl;
 };
 
@@ -105,30 +98,24 @@ static void input_resume(struct hk_uart *u)
 {
 	if (u->in_polled && u->in_paused && u->count < FIFO_SIZE) {
 		u->in_paused = false;
-		hk_loop_mod(u->vm, u->in_fd, EPOLLIN);
+		hk_loop_mod(u->vm, u->cd.in_fd, EPOLLIN);
 	}
 }
 
 static void transmit(struct hk_uart *u, uint8_t b)
 {
+	int r;
+
 	if (u->mcr & MCR_LOOP) {
 		fifo_push(u, b);
 		return;
 	}
-	if (u->out_fd >= 0) {
-		ssize_t r;
-
-		do
-			r = write(u->out_fd, &b, 1);
-		while (r < 0 && errno == EINTR);
-		/* EAGAIN (a pty nobody reads): the byte is dropped. */
-		if (r < 0 && errno != EAGAIN)
-			logger_printf_limited(&u->vm->log, &u->rl,
-					      LOG_LEVEL_WARN,
-					      "COM%u output: %s",
-					      u->irq == 4 ? 1 : 2,
-					      strerror(errno));
-	}
+	/* A pty nobody reads drops the byte. */
+	r = hk_chardev_write(&u->cd, &b, 1);
+	if (r < 0)
+		logger_printf_limited(&u->vm->log, &u->rl, LOG_LEVEL_WARN,
+				      "COM%u output: %s", u->irq == 4 ? 1 : 2,
+				      strerror(-r));
 }
 
 static uint8_t msr_of(const struct hk_uart *u)
@@ -247,10 +234,10 @@ static void uart_input(void *opaque, uint32_t events)
 	pthread_mutex_lock(&u->lock);
 	if (u->count == FIFO_SIZE) {
 		u->in_paused = true;
-		hk_loop_mod(u->vm, u->in_fd, 0);
+		hk_loop_mod(u->vm, u->cd.in_fd, 0);
 		goto out_unlock;
 	}
-	r = read(u->in_fd, buf, FIFO_SIZE - u->count);
+	r = read(u->cd.in_fd, buf, FIFO_SIZE - u->count);
 	if (r > 0) {
 		for (i = 0; i < (unsigned)r; i++)
 			fifo_push(u, buf[i]);
@@ -258,88 +245,11 @@ static void uart_input(void *opaque, uint32_t events)
 	} else if (r == 0 || (errno != EAGAIN && errno != EINTR) ||
 		   (events & (EPOLLHUP | EPOLLERR))) {
 		/* End of input: the guest just gets no more. */
-		hk_loop_del(u->vm, u->in_fd);
+		hk_loop_del(u->vm, u->cd.in_fd);
 		u->in_polled = false;
 	}
 out_unlock:
 	pthread_mutex_unlock(&u->lock);
-}
-
-static void set_raw(struct hk_uart *u, int fd)
-{
-	struct termios t;
-
-	if (!isatty(fd) || tcgetattr(fd, &u->saved_tty) < 0)
-		return;
-	t = u->saved_tty;
-	cfmakeraw(&t);
-	t.c_oflag |= OPOST | ONLCR; /* keep our own messages readable */
-	if (tcsetattr(fd, TCSANOW, &t) == 0)
-		u->restore_tty = true;
-}
-
-static int open_backend(struct hk_uart *u, const char *backend)
-{
-	struct logger *lg = &u->vm->log;
-
-	if (strcmp(backend, "stdio") == 0) {
-		u->in_fd = STDIN_FILENO;
-		u->out_fd = STDOUT_FILENO;
-		set_raw(u, STDIN_FILENO);
-		snprintf(u->path, sizeof(u->path), "stdio");
-		return 0;
-	}
-	if (strcmp(backend, "autopty") == 0) {
-		int m = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
-		const char *name;
-		struct termios t;
-
-		if (m < 0 || grantpt(m) < 0 || unlockpt(m) < 0 ||
-		    !(name = ptsname(m))) {
-			logger_printf(lg, LOG_LEVEL_ERR, "autopty: %s",
-				      strerror(errno));
-			if (m >= 0)
-				close(m);
-			return -errno;
-		}
-		snprintf(u->path, sizeof(u->path), "%s", name);
-		u->pty_slave = open(u->path, O_RDWR | O_NOCTTY | O_CLOEXEC);
-		if (u->pty_slave >= 0 && tcgetattr(u->pty_slave, &t) == 0) {
-			cfmakeraw(&t);
-			tcsetattr(u->pty_slave, TCSANOW, &t);
-		}
-		fcntl(m, F_SETFL, O_NONBLOCK);
-		u->in_fd = u->out_fd = m;
-		u->own_in = true;
-		return 0;
-	}
-	{
-		struct stat st;
-		int fd;
-
-		if (stat(backend, &st) == 0 && S_ISCHR(st.st_mode)) {
-			fd = open(backend, O_RDWR | O_NOCTTY | O_CLOEXEC);
-			if (fd >= 0) {
-				u->in_fd = u->out_fd = fd;
-				u->own_in = true;
-				set_raw(u, fd);
-			}
-		} else {
-			fd = open(backend,
-				  O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-			if (fd >= 0) {
-				u->out_fd = fd;
-				u->own_out = true;
-			}
-		}
-		if (fd < 0) {
-			logger_printf(lg, LOG_LEVEL_ERR, "serial backend %s: %s",
-				      backend, strerror(errno));
-			return -errno;
-		}
-		snprintf(u->path, sizeof(u->path), "%s", backend);
-		return 0;
-	}
 }
 
 int hk_uart_new(struct hk_vm *vm, unsigned index, const char *backend,
@@ -357,18 +267,18 @@ int hk_uart_new(struct hk_vm *vm, unsigned index, const char *backend,
 		return -ENOMEM;
 	u->vm = vm;
 	u->irq = irqs[index];
-	u->in_fd = u->out_fd = u->pty_slave = -1;
+	u->cd.in_fd = u->cd.out_fd = u->cd.pty_slave = -1;
 	u->rl = (struct ratelimit)RATELIMIT_DEFAULT;
 	u->dll = 12; /* 9600 baud */
 	pthread_mutex_init(&u->lock, NULL);
-	err = open_backend(u, backend);
+	err = hk_chardev_open(&u->cd, backend, &vm->log);
 	if (err)
 		goto out_free;
 	err = hk_pio_register(vm, ports[index], 8, uart_io, u);
 	if (err)
 		goto out_free;
-	if (u->in_fd >= 0) {
-		int r = hk_loop_add(vm, u->in_fd, EPOLLIN, uart_input, u);
+	if (u->cd.in_fd >= 0) {
+		int r = hk_loop_add(vm, u->cd.in_fd, EPOLLIN, uart_input, u);
 
 		/* A regular file or /dev/null cannot be polled: no input. */
 		if (r == 0)
@@ -387,7 +297,7 @@ out_free:
 
 const char *hk_uart_path(const struct hk_uart *u)
 {
-	return u->path[0] ? u->path : NULL;
+	return u->cd.path[0] ? u->cd.path : NULL;
 }
 
 void hk_uart_free(struct hk_uart *u)
@@ -395,15 +305,8 @@ void hk_uart_free(struct hk_uart *u)
 	if (!u)
 		return;
 	if (u->in_polled)
-		hk_loop_del(u->vm, u->in_fd);
-	if (u->restore_tty)
-		tcsetattr(u->in_fd, TCSANOW, &u->saved_tty);
-	if (u->own_in && u->in_fd >= 0)
-		close(u->in_fd);
-	if (u->own_out && u->out_fd >= 0)
-		close(u->out_fd);
-	if (u->pty_slave >= 0)
-		close(u->pty_slave);
+		hk_loop_del(u->vm, u->cd.in_fd);
+	hk_chardev_close(&u->cd);
 	pthread_mutex_destroy(&u->lock);
 	free(u);
 }

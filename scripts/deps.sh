@@ -27,6 +27,8 @@ packages=(
 	qemu-system-x86 kmod xz-utils
 	# hyperkit tests: iasl disassembles the ACPI tables we generate
 	acpica-tools
+	# hyperkit tests: a 9P server for the virtio-9p relay
+	diod
 	# benchmarks (bench/): the peers and the load generator
 	iperf3 passt slirp4netns
 )

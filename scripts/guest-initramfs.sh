@@ -179,6 +179,10 @@ for f in "${files[@]}"; do
 	[[ $f == *:* ]] || dst=$src
 	[[ -e $src ]] || guest_die "no such file: $src"
 	mkdir -p "$stage/$(dirname "$dst")"
+	# DST may be one of busybox's links (/sbin/fstrim -> /bin/busybox,
+	# an absolute link): remove it first so the copy never writes
+	# through it to the host's file.
+	rm -f "$stage/$dst"
 	cp -a "$src" "$stage/$dst"
 done
 
