@@ -337,14 +337,23 @@ static size_t hdr_fill(struct vk_flow *f, uint8_t *h, uint32_t seq,
 	return c->hdr_len + optlen;
 }
 
+/* The full checksum of a segment without payload (len header bytes). */
+static void hdr_csum(const struct vk_flow *f, uint8_t *th, size_t len)
+{
+	uint32_t s = vk_csum_pseudo(&f->key.raddr, &f->key.gaddr, IPPROTO_TCP,
+				    (uint32_t)len);
+	uint16_t ck = vk_csum_fold(vk_csum_add(s, th, len));
+
+	memcpy(th + 16, &ck, 2);
+}
+
 /* A segment without data (SYN, ACK, FIN, RST), with options for SYNs. */
 static int tcp_send_flags(struct vpnkit *vk, struct vk_flow *f, uint8_t flags)
 {
 	struct tcp_conn *c = conn_of(f);
 	uint8_t h[TCP_HDR_MAX + 12], *th;
 	size_t optlen = 0, len;
-	uint32_t seq = c->snd_nxt, s;
-	uint16_t ck;
+	uint32_t seq = c->snd_nxt;
 	struct iovec iov;
 
 	(void)vk;
@@ -371,14 +380,21 @@ static int tcp_send_flags(struct vpnkit *vk, struct vk_flow *f, uint8_t flags)
 			o[7] = TCP_WS_SHIFT;
 		}
 	}
-	s = vk_csum_pseudo(&f->key.raddr, &f->key.gaddr, IPPROTO_TCP,
-			   (uint32_t)(20 + optlen));
-	ck = vk_csum_fold(vk_csum_add(s, th, 20 + optlen));
-	memcpy(th + 16, &ck, 2);
+	hdr_csum(f, th, 20 + optlen);
 	iov.iov_base = h;
 	iov.iov_len = len;
 	wnd_watch(vk, f);
 	return vk_port_send(f->port, NULL, &iov, 1);
+}
+
+/* An RST must get out even past a full link: it is tiny. */
+static void tcp_send_rst(struct vpnkit *vk, struct vk_flow *f)
+{
+	bool blocked = f->port->blocked;
+
+	f->port->blocked = false;
+	tcp_send_flags(vk, f, F_RST | F_ACK);
+	f->port->blocked = blocked || f->port->blocked;
 }
 
 /* Send count identical ACKs with the window last advertised. */
@@ -387,16 +403,12 @@ static void tcp_send_dup(struct vpnkit *vk, struct vk_flow *f, int count)
 	struct tcp_conn *c = conn_of(f);
 	uint8_t h[TCP_HDR_MAX], *th;
 	size_t len;
-	uint32_t s;
-	uint16_t ck;
 	struct iovec iov;
 
 	(void)vk;
 	len = hdr_fill(f, h, c->snd_nxt, F_ACK, 0, 0, c->rcv_wnd_sent);
 	th = h + VK_ETH_HLEN + c->ip_len;
-	s = vk_csum_pseudo(&f->key.raddr, &f->key.gaddr, IPPROTO_TCP, 20);
-	ck = vk_csum_fold(vk_csum_add(s, th, 20));
-	memcpy(th + 16, &ck, 2);
+	hdr_csum(f, th, 20);
 	iov.iov_base = h;
 	iov.iov_len = len;
 	while (count--)
@@ -477,12 +489,7 @@ static void tcp_reset(struct vpnkit *vk, struct vk_flow *f)
 	struct tcp_conn *c = conn_of(f);
 
 	if (c->state != T_CONNECTING && f->port && !f->port->broken) {
-		bool blocked = f->port->blocked;
-
-		/* An RST must get out even past a full link: it is tiny. */
-		f->port->blocked = false;
-		tcp_send_flags(vk, f, F_RST | F_ACK);
-		f->port->blocked = blocked || f->port->blocked;
+		tcp_send_rst(vk, f);
 	}
 	tcp_close(vk, f, true);
 }
@@ -938,12 +945,8 @@ static void tcp_connected(struct vpnkit *vk, struct vk_flow *f)
 
 	if (getsockopt(f->fd, SOL_SOCKET, SO_ERROR, &err, &sl) < 0 || err) {
 		/* Refused or unreachable: tell the VM with an RST. */
-		bool blocked = f->port->blocked;
-
 		c->state = T_SYN_ACK_SENT; /* so the RST carries an ACK */
-		f->port->blocked = false;
-		tcp_send_flags(vk, f, F_RST | F_ACK);
-		f->port->blocked = blocked || f->port->blocked;
+		tcp_send_rst(vk, f);
 		tcp_close(vk, f, false);
 		return;
 	}
