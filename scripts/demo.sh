@@ -108,5 +108,8 @@ else
 fi
 
 cd /
-bash "$scripts_dir/demo-vpnkit.sh" "$step"
+export DEMO_STEP_FILE=$work/step
+echo "$step" >"$DEMO_STEP_FILE"
+bash "$scripts_dir/demo-vpnkit.sh" "$(cat "$DEMO_STEP_FILE")"
+bash "$scripts_dir/demo-hyperkit.sh" "$(cat "$DEMO_STEP_FILE")"
 

@@ -30,7 +30,7 @@ packages=(
 	# hyperkit tests: a 9P server for the virtio-9p relay
 	diod
 	# benchmarks (bench/): the peers and the load generator
-	iperf3 passt slirp4netns
+	iperf3 passt slirp4netns socat
 )
 
 if [[ ${1:-} == --list ]]; then

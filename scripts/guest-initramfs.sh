@@ -7,7 +7,7 @@
 # yours and powers the guest off.
 #
 # Usage: scripts/guest-initramfs.sh -o OUT.cpio.gz -r RUN_SCRIPT
-#            [-m MODULE]... [-M MODULES_DIR] [-f SRC[:DST]]...
+#            [-m MODULE]... [-M MODULES_DIR] [-f SRC[:DST]]... [-b PROG]...
 #
 #   -o OUT        the image to write
 #   -r SCRIPT     copied to /rig/run in the image; /init runs it
@@ -18,6 +18,9 @@
 #                 default: the one scripts/guest-kernel.sh prints
 #   -f SRC[:DST]  copy a file or directory into the image, at DST (default
 #                 the same path as SRC); repeatable
+#   -b PROG       a dynamically linked program (a path, or a name looked up
+#                 in PATH) with the shared libraries and loader `ldd` lists
+#                 for it, at their host paths; repeatable (socat, iperf3)
 #
 # The guest's /init mounts /proc, /sys, /dev (devtmpfs), /tmp and /run,
 # loads the modules in dependency order and runs `/rig/run ARGS...` with
@@ -50,13 +53,15 @@ run=
 modules_dir=
 modules=()
 files=()
-while getopts 'o:r:m:M:f:h' opt; do
+progs=()
+while getopts 'o:r:m:M:f:b:h' opt; do
 	case $opt in
 	o) out=$OPTARG ;;
 	r) run=$OPTARG ;;
 	m) IFS=, read -ra m <<<"$OPTARG" && modules+=("${m[@]}") ;;
 	M) modules_dir=$OPTARG ;;
 	f) files+=("$OPTARG") ;;
+	b) progs+=("$OPTARG") ;;
 	h)
 		sed -n '4,/^set -e/{/^set -e/d;s/^# \{0,1\}//;p}' "$0"
 		exit 0
@@ -184,6 +189,20 @@ for f in "${files[@]}"; do
 	# through it to the host's file.
 	rm -f "$stage/$dst"
 	cp -a "$src" "$stage/$dst"
+done
+
+# Programs with their libraries: ldd's "name => /path (addr)" and
+# "/lib64/ld-linux-x86-64.so.2 (addr)" lines, copied through symlinks.
+for p in "${progs[@]}"; do
+	[[ $p == */* ]] || p=$(command -v "$p") || guest_die "no program ${p##*/} in PATH"
+	[[ -x $p ]] || guest_die "not a program: $p"
+	libs=$(ldd "$p" 2>/dev/null | awk '$2 == "=>" && $3 ~ /^\// { print $3 }
+		$1 ~ /^\// { print $1 }') || true
+	for f in "$p" $libs; do
+		mkdir -p "$stage/$(dirname "$f")"
+		rm -f "$stage/$f"
+		cp -L "$f" "$stage/$f"
+	done
 done
 
 cat >"$stage/init" <<'EOF'

@@ -2,7 +2,9 @@
 #
 # What the demo scripts share (sourced, not run): numbered headings and a
 # command runner that shows each command before running it. The caller
-# sets step (the number of the last heading shown).
+# sets step (the number of the last heading shown); with DEMO_STEP_FILE
+# set, each heading also writes its number there, so that the next part
+# of the demo goes on counting.
 
 bold='' plain=''
 if [[ -t 1 ]]; then
@@ -11,6 +13,7 @@ fi
 
 heading() {
 	step=$((step + 1))
+	[[ -z ${DEMO_STEP_FILE:-} ]] || echo "$step" >"$DEMO_STEP_FILE"
 	printf '\n%s== %d. %s%s\n' "$bold" "$step" "$*" "$plain"
 }
 
