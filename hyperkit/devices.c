@@ -11,6 +11,7 @@
 #include "virtio_net.h"
 #include "virtio_9p.h"
 #include "virtio_pci.h"
+#include "virtio_sock.h"
 
 static const struct hk_device_type device_types[] = {
 	{ "hostbridge", hk_hostbridge_create },
@@ -23,6 +24,7 @@ static const struct hk_device_type device_types[] = {
 	{ "virtio-net", hk_virtio_net_create },
 	{ "virtio-vpnkit", hk_virtio_vpnkit_create },
 	{ "virtio-tap", hk_virtio_tap_create },
+	{ "virtio-sock", hk_virtio_sock_create },
 };
 
 const struct hk_device_type *hk_device_type_find(const char *name)
