@@ -30,7 +30,10 @@
 # with two virtio-blk disks in the rig's tmpfs, a 64 MiB-larger raw file
 # and a fresh 1 GiB qcow2 image (qcow-tool create), where the guest times
 # with /proc/uptime a sequential write of 64 MiB of random data (dd bs=1M
-# oflag=direct conv=fsync) and a read back (iflag=direct) on each.
+# oflag=direct conv=fsync) and a read back (iflag=direct) on each. Then
+# iperf3 from the guest to a server on the rig's loopback, both ways, for
+# ours with vpnkit in-process and on a vpnkit daemon, and for QEMU q35 on
+# the same daemon and on libslirp (-netdev user); no target, ratios shown.
 #
 # It prints one table with the medians, ours/microvm and ours/q35, and the
 # targets: boot ours/microvm <= 0.7, our overhead < 5 MiB, qcow2 within
@@ -40,8 +43,9 @@
 # tens of seconds: the ratios mean something, the absolute times do not.
 # The exit status is 0 whatever the numbers; 1 on a usage or setup error.
 #
-# Usage: bench/hyperkit_bench.sh [--reps N] [--keep] [--verbose]
+# Usage: bench/hyperkit_bench.sh [--reps N] [--parts LIST] [--keep] [--verbose]
 #   --reps N    boots per VMM (default 3; the median is shown)
+#   --parts L   which parts to run, of boot,disk,net (default all three)
 #   --keep      keep the scratch directory (consoles, raw results)
 #   --verbose   print each measurement as it comes, and the rig's messages
 # Needs qemu-system-x86 (the rig and the peers), what scripts/kvm-rig.sh
@@ -54,7 +58,9 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 hyperkit=${HYPERKIT:-$root/build/bin/hyperkit}
 qcow_tool=${QCOW_TOOL:-$root/build/bin/qcow-tool}
+vpnkit=${VPNKIT:-$root/build/bin/vpnkit}
 reps=3
+parts=boot,disk,net
 keep=0
 verbose=0
 
@@ -75,6 +81,7 @@ note() {
 while [ $# -gt 0 ]; do
 	case $1 in
 	--reps) reps=${2:?--reps needs a number}; shift ;;
+	--parts) parts=${2:?--parts needs a list}; shift ;;
 	--keep) keep=1 ;;
 	--verbose) verbose=1 ;;
 	-h|--help) usage 0 ;;
@@ -85,9 +92,12 @@ done
 [[ $reps =~ ^[1-9][0-9]*$ ]] || die "--reps needs a positive number"
 [ -x "$hyperkit" ] || die "no $hyperkit (run make)"
 [ -x "$qcow_tool" ] || die "no $qcow_tool (run make)"
+[ -x "$vpnkit" ] || die "no $vpnkit (run make)"
+command -v iperf3 >/dev/null || die "iperf3 not found (Debian package iperf3)"
 command -v qemu-system-x86_64 >/dev/null || die "qemu-system-x86_64 not found (qemu-system-x86)"
 hyperkit=$(cd "$(dirname "$hyperkit")" && pwd)/$(basename "$hyperkit")
 qcow_tool=$(cd "$(dirname "$qcow_tool")" && pwd)/$(basename "$qcow_tool")
+vpnkit=$(cd "$(dirname "$vpnkit")" && pwd)/$(basename "$vpnkit")
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/hyperkit-bench.XXXXXX")
 cleanup() {
@@ -108,6 +118,17 @@ kernel=$GUEST_KERNEL
 # disks and ends.
 cat >"$work/run.sh" <<'EOF'
 #!/bin/sh
+if [ "$1" = net ]; then
+	udhcpc -i eth0 -n -q -t 10 -T 3 >/dev/null 2>&1 || { echo "HKB-NET-NOLEASE"; exit 1; }
+	for dir in up down; do
+		flag=
+		[ $dir = down ] && flag=-R
+		# The receiver's line: "[  5]   0.00-5.00   sec  X MBytes  Y Mbits/sec  receiver"
+		r=$(iperf3 -c "$HKBSERVER" -t 5 -f m $flag 2>&1 | awk '/receiver/ { print $(NF - 2) }')
+		echo "HKB-NET $dir ${r:-ERR}"
+	done
+	exit 0
+fi
 if [ "$1" != dd ]; then
 	sleep 600
 	exit 0
@@ -124,7 +145,7 @@ for dev in vda vdb; do
 done
 EOF
 "$root/scripts/guest-initramfs.sh" -o "$work/initrd.gz" -r "$work/run.sh" \
-	-m virtio_pci,virtio_blk >"$work/initramfs.log" 2>&1 ||
+	-m virtio_pci,virtio_blk,virtio_net -b iperf3 >"$work/initramfs.log" 2>&1 ||
 	die "scripts/guest-initramfs.sh failed: $(tail -n 3 "$work/initramfs.log")"
 
 cmdline="console=ttyS0 panic=-1 quiet initcall_blacklist=cmos_init mitigations=off tsc=reliable no_timer_check cryptomgr.notests"
@@ -139,7 +160,9 @@ I=$work/initrd.gz
 C="$cmdline"
 HK=$hyperkit
 QT=$qcow_tool
+VK=$vpnkit
 REPS=$reps
+PARTS=,$parts,
 VERBOSE=$verbose
 EOF
 cat >>"$work/inner.sh" <<'EOF'
@@ -207,6 +230,7 @@ boot() {
 }
 
 vmms=(ours microvm q35)
+[[ $PARTS == *,boot,* ]] || REPS=0
 for ((rep = 0; rep < REPS; rep++)); do
 	for ((k = 0; k < 3; k++)); do
 		boot "${vmms[(k + rep) % 3]}" "$rep"
@@ -215,6 +239,7 @@ for ((rep = 0; rep < REPS; rep++)); do
 done
 
 # Throughput: a raw file and a fresh qcow2 image in the rig's tmpfs.
+disk() {
 mkdir -p /tmp/hkb
 truncate -s 1G /tmp/hkb/disk.raw
 "$QT" create -q -f qcow2 /tmp/hkb/disk.qcow2 1G || echo "qcow-tool create failed" >>"$W/errors"
@@ -225,6 +250,45 @@ timeout -k 10 600 "$HK" -A -c 1 -m 256M -s 0:0,hostbridge \
 	</dev/null >"$W/dd.console" 2>"$W/dd.err"
 echo "dd exit $?" >>"$W/results"
 tr -d '\r' <"$W/dd.console" | grep '^HKB-DD ' >>"$W/results"
+}
+[[ $PARTS != *,disk,* ]] || disk
+
+# Network: iperf3 from the guest to a server on the rig's loopback (5 s
+# each way), through vpnkit linked in, through a vpnkit daemon, and for
+# QEMU (q35, virtio-net-pci) through the same daemon (its stream netdev)
+# and through its own user networking (libslirp), the usual rootless one.
+[[ $PARTS == *,net,* ]] || exit 0
+iperf3 -s -D -I /run/hkb-iperf3.pid >/dev/null 2>&1
+"$VK" --listen /run/hkb-vpnkit.sock >"$W/vpnkit.log" 2>&1 &
+vk=$!
+for _ in $(seq 50); do [ -S /run/hkb-vpnkit.sock ] && break; sleep 0.1; done
+net() {	# NAME SERVER COMMAND...
+	local name=$1 server=$2
+	shift 2
+	timeout -k 10 300 "$@" -append "$C HKBSERVER=$server -- net" \
+		</dev/null >"$W/net-$name.console" 2>"$W/net-$name.err"
+	echo "net-$name exit $?" >>"$W/results"
+	tr -d '\r' <"$W/net-$name.console" | sed -n "s/^HKB-NET /net $name /p" >>"$W/results"
+}
+# hyperkit's -f takes the command line: -append is turned into it.
+hk_net() {
+	local name=$1 server=$2 dev=$3
+	timeout -k 10 300 "$HK" -A -c 1 -m 256M -s 0:0,hostbridge -s 2,$dev \
+		-s 31,lpc -l com1,stdio -f "kexec,$K,$I,$C HKBSERVER=$server -- net" \
+		</dev/null >"$W/net-$name.console" 2>"$W/net-$name.err"
+	echo "net-$name exit $?" >>"$W/results"
+	tr -d '\r' <"$W/net-$name.console" | sed -n "s/^HKB-NET /net $name /p" >>"$W/results"
+}
+hk_net ours-inproc 192.168.65.2 virtio-vpnkit,inprocess
+hk_net ours-daemon 192.168.65.2 virtio-vpnkit,path=/run/hkb-vpnkit.sock
+q=(qemu-system-x86_64 -accel kvm -cpu host -m 256M -smp 1 -nodefaults
+	-no-user-config -display none -no-reboot -serial stdio -M q35
+	-kernel "$K" -initrd "$I")
+net q35-vpnkit 192.168.65.2 "${q[@]}" \
+	-netdev stream,id=n0,server=off,addr.type=unix,addr.path=/run/hkb-vpnkit.sock \
+	-device virtio-net-pci,netdev=n0
+net q35-slirp 10.0.2.2 "${q[@]}" -netdev user,id=n0 -device virtio-net-pci,netdev=n0
+kill "$vk" "$(cat /run/hkb-iperf3.pid 2>/dev/null)" 2>/dev/null
 exit 0
 EOF
 chmod +x "$work/inner.sh"
@@ -233,7 +297,7 @@ read -r load _ </proc/loadavg
 if awk -v l="$load" 'BEGIN { exit !(l > 0.5) }'; then
 	note "load average $load: other work will add noise"
 fi
-note "3 VMMs x $reps boots and one disk boot, in one rig boot (scratch $work)"
+note "parts $parts ($reps boots of each VMM for boot), in one rig boot (scratch $work)"
 rig_rc=0
 rig_err=$work/rig.err
 (cd "$root" && "$root/scripts/kvm-rig.sh" --mem 1G --timeout 1800 --share "$work" \
@@ -290,29 +354,31 @@ mark() {
 	fi
 }
 
-fmt='%-24s %-5s %9s %9s %9s %12s %9s  %s\n'
-echo
-printf "$fmt" row unit ours microvm q35 ours/microvm ours/q35 target
-for row in boot rss guest overhead; do
-	case $row in
-	boot) f=4 unit=s name="boot to init marker" ;;
-	rss) f=5 unit=MiB name="VMM VmRSS at marker" ;;
-	guest) f=6 unit=MiB name="guest RAM resident" ;;
-	overhead) f=7 unit=MiB name="VMM overhead (RSS-RAM)" ;;
-	esac
-	declare -A m=()
-	for v in ours microvm q35; do
-		m[$v]=$(values "$v" "$f" | median)
+if [[ ,$parts, == *,boot,* ]]; then
+	fmt='%-24s %-5s %9s %9s %9s %12s %9s  %s\n'
+	echo
+	printf "$fmt" row unit ours microvm q35 ours/microvm ours/q35 target
+	for row in boot rss guest overhead; do
+		case $row in
+		boot) f=4 unit=s name="boot to init marker" ;;
+		rss) f=5 unit=MiB name="VMM VmRSS at marker" ;;
+		guest) f=6 unit=MiB name="guest RAM resident" ;;
+		overhead) f=7 unit=MiB name="VMM overhead (RSS-RAM)" ;;
+		esac
+		declare -A m=()
+		for v in ours microvm q35; do
+			m[$v]=$(values "$v" "$f" | median)
+		done
+		target=-
+		case $row in
+		boot) target="ours/microvm <= 0.7: $(mark "$(ratio "${m[ours]}" "${m[microvm]}")" le 0.7)" ;;
+		overhead) target="ours < 5 MiB: $(mark "${m[ours]}" lt 5)" ;;
+		esac
+		printf "$fmt" "$name" "$unit" "${m[ours]}" "${m[microvm]}" "${m[q35]}" \
+			"$(ratio "${m[ours]}" "${m[microvm]}")" "$(ratio "${m[ours]}" "${m[q35]}")" "$target"
+		unset m
 	done
-	target=-
-	case $row in
-	boot) target="ours/microvm <= 0.7: $(mark "$(ratio "${m[ours]}" "${m[microvm]}")" le 0.7)" ;;
-	overhead) target="ours < 5 MiB: $(mark "${m[ours]}" lt 5)" ;;
-	esac
-	printf "$fmt" "$name" "$unit" "${m[ours]}" "${m[microvm]}" "${m[q35]}" \
-		"$(ratio "${m[ours]}" "${m[microvm]}")" "$(ratio "${m[ours]}" "${m[q35]}")" "$target"
-	unset m
-done
+fi
 
 # The disk rows: MB/s (MiB/s) from the guest's /proc/uptime stamps.
 mbps() {	# DEV write|read
@@ -323,19 +389,46 @@ mbps() {	# DEV write|read
 			else print "ERR"
 		}' "$work/results"
 }
+if [[ ,$parts, == *,disk,* ]]; then
+	echo
+	fmt2='%-24s %-5s %9s %9s %11s  %s\n'
+	printf "$fmt2" "virtio-blk (ours)" unit raw qcow2 raw/qcow2 target
+	for dir in write read; do
+		r=$(mbps vda "$dir")
+		q=$(mbps vdb "$dir")
+		rq=$(ratio "${r:-}" "${q:-}")
+		printf "$fmt2" "dd 64 MiB $dir direct" MiB/s "${r:-ERR}" "${q:-ERR}" "$rq" \
+			"raw/qcow2 <= 1.2: $(mark "$rq" le 1.2)"
+	done
+fi
+if [[ ,$parts, == *,net,* ]]; then
+	echo
+	fmt3='%-24s %-6s %11s %11s %11s %11s %9s %9s\n'
+	printf "$fmt3" "iperf3 guest<->rig host" unit ours-inproc ours-daemon q35-vpnkit q35-slirp "ours/slirp" "ours/q35vk"
+	for dir in up down; do
+		declare -A n=()
+		for v in ours-inproc ours-daemon q35-vpnkit q35-slirp; do
+			n[$v]=$(awk -v v="$v" -v d="$dir" '$1 == "net" && $2 == v && $3 == d { print $4 }' "$work/results")
+			n[$v]=${n[$v]:-ERR}
+		done
+		label="guest->host"
+		[ "$dir" = down ] && label="host->guest"
+		printf "$fmt3" "$label 5 s" Mbit/s "${n[ours-inproc]}" "${n[ours-daemon]}" \
+			"${n[q35-vpnkit]}" "${n[q35-slirp]}" "$(ratio "${n[ours-inproc]}" "${n[q35-slirp]}")" \
+			"$(ratio "${n[ours-inproc]}" "${n[q35-vpnkit]}")"
+		unset n
+	done
+fi
 echo
-fmt2='%-24s %-5s %9s %9s %11s  %s\n'
-printf "$fmt2" "virtio-blk (ours)" unit raw qcow2 raw/qcow2 target
-for dir in write read; do
-	r=$(mbps vda "$dir")
-	q=$(mbps vdb "$dir")
-	rq=$(ratio "${r:-}" "${q:-}")
-	printf "$fmt2" "dd 64 MiB $dir direct" MiB/s "${r:-ERR}" "${q:-ERR}" "$rq" \
-		"raw/qcow2 <= 1.2: $(mark "$rq" le 1.2)"
-done
-echo
-echo "Median of $reps boot(s) per VMM, 256 MiB, 1 vCPU, all in one boot of the nested KVM rig."
-echo "Disk rows: one boot of ours, bs=1M, random data; $(grep '^dd exit' "$work/results")."
+echo "All in one boot of the nested KVM rig (QEMU TCG, load average $load at the start)."
+[[ ,$parts, != *,boot,* ]] ||
+	echo "Boot rows: median of $reps boot(s) per VMM, 256 MiB, 1 vCPU."
+[[ ,$parts, != *,disk,* ]] ||
+	echo "Disk rows: one boot of ours, bs=1M, random data; $(grep '^dd exit' "$work/results")."
+[[ ,$parts, != *,net,* ]] || {
+	echo "Network rows: one boot each, 256 MiB, 1 vCPU; ours = hyperkit with vpnkit linked in"
+	echo "(inproc) or a vpnkit daemon; QEMU q35 with virtio-net-pci on the same daemon or on slirp."
+}
 if [ -s "$work/errors" ]; then
 	echo "Problems:"
 	sed 's/^/  /' "$work/errors"
