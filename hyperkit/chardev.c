@@ -84,6 +84,40 @@ static int open_path(struct hk_chardev *c, const char *backend,
 	return 0;
 }
 
+/* autopty=LINK: a symbolic link to the pty, never over anything else. */
+static int pty_link(struct hk_chardev *c, const char *link,
+		    const struct logger *lg)
+{
+	struct stat st;
+	int err;
+
+	if (!*link) {
+		logger_printf(lg, LOG_LEVEL_ERR, "autopty=: no link path");
+		return -EINVAL;
+	}
+	if (lstat(link, &st) == 0) {
+		if (!S_ISLNK(st.st_mode)) {
+			logger_printf(lg, LOG_LEVEL_ERR,
+				      "autopty=%s: exists and is not a link",
+				      link);
+			return -EEXIST;
+		}
+		unlink(link);
+	}
+	if (symlink(c->path, link) < 0) {
+		err = -errno;
+		logger_printf(lg, LOG_LEVEL_ERR, "autopty=%s: %s", link,
+			      strerror(-err));
+		return err;
+	}
+	c->link = strdup(link);
+	if (!c->link) {
+		unlink(link);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
 int hk_chardev_open(struct hk_chardev *c, const char *backend,
 		    const struct logger *lg)
 {
@@ -100,6 +134,15 @@ int hk_chardev_open(struct hk_chardev *c, const char *backend,
 	}
 	if (strcmp(backend, "autopty") == 0)
 		return open_pty(c, lg);
+	if (strncmp(backend, "autopty=", 8) == 0) {
+		int err = open_pty(c, lg);
+
+		if (!err)
+			err = pty_link(c, backend + 8, lg);
+		if (err)
+			hk_chardev_close(c);
+		return err;
+	}
 	return open_path(c, backend, lg);
 }
 
@@ -114,6 +157,11 @@ void hk_chardev_close(struct hk_chardev *c)
 		close(c->out_fd);
 	if (c->pty_slave >= 0)
 		close(c->pty_slave);
+	if (c->link) {
+		unlink(c->link);
+		free(c->link);
+		c->link = NULL;
+	}
 	c->in_fd = c->out_fd = c->pty_slave = -1;
 	c->own_in = c->own_out = false;
 }

@@ -8,6 +8,9 @@
  *   autopty  a new pseudo-terminal; its name is in path (a client such as
  *            screen opens it); the device keeps the slave open so the pty
  *            never hangs up while nobody is attached
+ *   autopty=LINK  the same, and a symbolic link LINK to it (hyperkit's
+ *            way of giving the pty a stable name), replaced if it is a
+ *            stale link and removed by hk_chardev_close
  *   PATH     a tty or character device opened read-write, else a file
  *            created (truncated) that receives the output only
  *
@@ -31,6 +34,7 @@ struct hk_chardev {
 	bool restore_tty;
 	struct termios saved_tty;
 	char path[128]; /* "stdio", the pty's name or the path */
+	char *link; /* autopty=LINK: the link we made, to remove */
 };
 
 /* Open backend (see above) into c. Returns 0 or -errno (logged). */
