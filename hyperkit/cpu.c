@@ -22,6 +22,7 @@
 #include <errno.h>
 #include <linux/kvm.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -346,6 +347,58 @@ void hk_cpu_dump(struct hk_vcpu *c)
 		      s.idt.limit);
 }
 
+static void count_port(struct hk_exit_stats *st, uint16_t port)
+{
+	unsigned i;
+
+	for (i = 0; i < st->nports; i++) {
+		if (st->ports[i].port == port) {
+			st->ports[i].n++;
+			return;
+		}
+	}
+	if (st->nports < HK_EXIT_PORTS) {
+		st->ports[st->nports].port = port;
+		st->ports[st->nports++].n = 1;
+	} else {
+		st->other_ports++;
+	}
+}
+
+/* At debug level: how many exits of each kind, the busiest ports first. */
+static void log_stats(struct hk_vcpu *c)
+{
+	struct hk_exit_stats *st = &c->stats;
+	char line[512];
+	size_t len = 0;
+	bool done[HK_EXIT_PORTS] = { false };
+
+	if (!logger_enabled(&c->vm->log, LOG_LEVEL_DEBUG))
+		return;
+	for (unsigned k = 0; k < 8 && k < st->nports; k++) {
+		unsigned best = HK_EXIT_PORTS;
+
+		for (unsigned i = 0; i < st->nports; i++) {
+			if (!done[i] && (best == HK_EXIT_PORTS ||
+					 st->ports[i].n > st->ports[best].n))
+				best = i;
+		}
+		done[best] = true;
+		len += (size_t)snprintf(line + len, sizeof(line) - len,
+					" %#x:%llu", st->ports[best].port,
+					(unsigned long long)st->ports[best].n);
+		if (len >= sizeof(line))
+			break;
+	}
+	logger_printf(&c->vm->log, LOG_LEVEL_DEBUG,
+		      "vCPU %u: %llu exits: %llu port, %llu MMIO, %llu halt, "
+		      "%llu interrupted; %llu queued writes; busiest ports%s",
+		      c->id, (unsigned long long)st->exits,
+		      (unsigned long long)st->io, (unsigned long long)st->mmio,
+		      (unsigned long long)st->hlt, (unsigned long long)st->intr,
+		      (unsigned long long)st->coalesced, len ? line : " none");
+}
+
 static void do_io(struct hk_vcpu *c)
 {
 	struct kvm_run *run = c->run;
@@ -353,6 +406,8 @@ static void do_io(struct hk_vcpu *c)
 	bool write = run->io.direction == KVM_EXIT_IO_OUT;
 	unsigned size = run->io.size, i;
 
+	c->stats.io++;
+	count_port(&c->stats, run->io.port);
 	if (size != 1 && size != 2 && size != 4)
 		return;
 	for (i = 0; i < run->io.count; i++, data += size) {
@@ -372,6 +427,7 @@ static void do_mmio(struct hk_vcpu *c)
 	unsigned len = run->mmio.len;
 	uint64_t v = 0;
 
+	c->stats.mmio++;
 	if (len == 0 || len > 8)
 		return;
 	if (run->mmio.is_write)
@@ -396,12 +452,59 @@ static bool park(struct hk_vcpu *c)
 	return !atomic_load(&vm->stopping);
 }
 
+/*
+ * Apply the port writes KVM queued without exits (vm.c's coalesce_setup),
+ * in order, before the exit that follows them. The ring is one page shared
+ * by every vCPU's mapping: KVM fills it at last, we empty it at first.
+ */
+static void drain_ring(struct hk_vcpu *c)
+{
+	struct hk_vm *vm = c->vm;
+	struct kvm_coalesced_mmio_ring *ring;
+	const uint32_t max = (4096 - sizeof(*ring)) / sizeof(ring->coalesced_mmio[0]);
+
+	if (!vm->ring_page)
+		return;
+	ring = (void *)((uint8_t *)c->run + (size_t)vm->ring_page * 4096);
+	if (__atomic_load_n(&ring->first, __ATOMIC_ACQUIRE) ==
+	    __atomic_load_n(&ring->last, __ATOMIC_ACQUIRE))
+		return;
+	pthread_mutex_lock(&vm->ring_lock);
+	for (;;) {
+		uint32_t first = __atomic_load_n(&ring->first, __ATOMIC_RELAXED);
+		struct kvm_coalesced_mmio *e;
+		uint64_t v = 0;
+
+		if (first == __atomic_load_n(&ring->last, __ATOMIC_ACQUIRE))
+			break;
+		if (first >= max) { /* never from KVM: start over */
+			__atomic_store_n(&ring->first, 0, __ATOMIC_RELEASE);
+			continue;
+		}
+		e = &ring->coalesced_mmio[first];
+		if (e->len >= 1 && e->len <= 8) {
+			memcpy(&v, e->data, e->len);
+			c->stats.coalesced++;
+			if (e->pio)
+				hk_vm_pio(vm, (uint16_t)e->phys_addr, e->len,
+					  true, &v);
+			else
+				hk_vm_mmio(vm, e->phys_addr, e->len, true, &v);
+		}
+		__atomic_store_n(&ring->first, (first + 1) % max,
+				 __ATOMIC_RELEASE);
+	}
+	pthread_mutex_unlock(&vm->ring_lock);
+}
+
 /* Handle one exit; false when the vCPU is done. */
 static bool handle_exit(struct hk_vcpu *c)
 {
 	struct hk_vm *vm = c->vm;
 	struct kvm_run *run = c->run;
 
+	c->stats.exits++;
+	drain_ring(c);
 	switch (run->exit_reason) {
 	case KVM_EXIT_IO:
 		do_io(c);
@@ -410,7 +513,10 @@ static bool handle_exit(struct hk_vcpu *c)
 		do_mmio(c);
 		return true;
 	case KVM_EXIT_INTR:
+		c->stats.intr++;
+		return true;
 	case KVM_EXIT_HLT:
+		c->stats.hlt++;
 		return true;
 	case KVM_EXIT_SHUTDOWN:
 		logger_printf(&vm->log, LOG_LEVEL_ERR,
@@ -489,6 +595,7 @@ static void *vcpu_main(void *arg)
 		if (!handle_exit(c))
 			break;
 	}
+	log_stats(c);
 	pthread_mutex_lock(&vm->state_lock);
 	c->running = false;
 	pthread_mutex_unlock(&vm->state_lock);

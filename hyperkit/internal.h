@@ -10,7 +10,8 @@
  *   0x0000_0500  GDT (boot)            0x0000_7000  zero page (boot_params)
  *   0x0000_9000  page tables (boot)    0x0002_0000  kernel command line
  *   0x0009_fc00 - 0x0010_0000          reserved: EBDA, ACPI tables at
- *                                      0xe0000, MP table at 0xf0000
+ *                                      0xe0000, MP table at 0xf0000,
+ *                                      SMBIOS at 0xf8000
  *   0x0010_0000 - low end              RAM: kernel, initrd at the top
  *   0xc000_0000 - 0x1_0000_0000        the MMIO hole: PCI BARs, IOAPIC,
  *                                      LAPIC, KVM's TSS; never RAM
@@ -48,7 +49,9 @@
 #define HK_ACPI_GPA 0xe0000ull /* RSDP first, where Linux looks */
 #define HK_ACPI_MAX 0x10000ull
 #define HK_MPTABLE_GPA 0xf0000ull
-#define HK_MPTABLE_MAX 0x10000ull
+#define HK_MPTABLE_MAX 0x8000ull
+#define HK_SMBIOS_GPA 0xf8000ull /* Linux scans 0xf0000-0xfffff */
+#define HK_SMBIOS_MAX 0x8000ull
 #define HK_KERNEL_MIN_GPA 0x100000ull
 
 #define HK_IOAPIC_GPA 0xfec00000ull
@@ -158,6 +161,23 @@ ssize_t hk_mptable_build(uint8_t *buf, size_t len, uint64_t gpa,
  * length or -ENOSPC. */
 ssize_t hk_acpi_build(uint8_t *buf, size_t len, uint64_t gpa, unsigned cpus);
 
+/* What the SMBIOS tables describe. uuid is in RFC 4122 byte order (as
+ * -U is written); the builder stores it in SMBIOS order. */
+struct hk_smbios_info {
+	unsigned cpus;
+	uint64_t mem_low, mem_high; /* RAM below 3 GiB and at 4 GiB */
+	uint8_t uuid[16];
+};
+
+/* Build the SMBIOS 2.8 entry point (at buf) and structure table (at buf +
+ * 0x20) into buf, which the guest sees at gpa (below 4 GiB). Returns the
+ * length or -ENOSPC. */
+ssize_t hk_smbios_build(uint8_t *buf, size_t len, uint64_t gpa,
+			const struct hk_smbios_info *info);
+/* The UUID of a VM without -U: derived from the host name, so it stays
+ * the same from run to run (RFC 4122 byte order). */
+void hk_smbios_default_uuid(uint8_t uuid[16]);
+
 /* The sum of len bytes (tables are valid when it is 0 mod 256). */
 uint8_t hk_checksum(const uint8_t *p, size_t len);
 
@@ -192,6 +212,19 @@ struct hk_loop_entry {
 	void *opaque;
 };
 
+#define HK_EXIT_PORTS 32 /* distinct ports counted per vCPU */
+
+/* Exit counts, for -vv: what the guest makes us do, and where. */
+struct hk_exit_stats {
+	uint64_t exits, io, mmio, hlt, intr, coalesced;
+	struct {
+		uint16_t port;
+		uint64_t n;
+	} ports[HK_EXIT_PORTS];
+	unsigned nports;
+	uint64_t other_ports;
+};
+
 struct hk_vcpu {
 	struct hk_vm *vm;
 	unsigned id;
@@ -200,6 +233,7 @@ struct hk_vcpu {
 	pthread_t thread;
 	bool started; /* a thread was created (to join) */
 	bool running; /* the thread may be kicked (state_lock) */
+	struct hk_exit_stats stats; /* this vCPU's thread only */
 };
 
 #define HK_MSI_GSI_MAX 1024 /* GSIs 24 .. HK_MSI_GSI_MAX-1 for MSI */
@@ -218,6 +252,12 @@ struct hk_vm {
 
 	int kvm_fd, vm_fd;
 	size_t run_size;
+	/* Port writes KVM queued without an exit (the PCI address port,
+	 * 0xCF8): a page of every vCPU's run mapping, at this page offset,
+	 * or 0 without KVM_CAP_COALESCED_PIO. Drained under ring_lock
+	 * before any exit is handled. */
+	unsigned ring_page;
+	pthread_mutex_t ring_lock;
 	struct hk_mem mem;
 	size_t map_size; /* of mem.host */
 
@@ -257,6 +297,7 @@ struct hk_vm {
 	bool sci_level;
 
 	struct hk_uart *uart[2];
+	struct hk_rtc *rtc; /* the CMOS clock (rtc.c) */
 	struct hk_pci_bus *pci; /* bus 0 (pci.c) */
 };
 

@@ -32,6 +32,7 @@
 #include "devices.h"
 #include "internal.h"
 #include "pci.h"
+#include "rtc.h"
 
 void *hk_gpa(struct hk_vm *vm, uint64_t gpa, uint64_t len)
 {
@@ -138,12 +139,20 @@ int hk_mmio_move(struct hk_vm *vm, void *opaque, uint64_t old_gpa,
 		err = 0;
 		if (new_gpa == 0 && len == 0)
 			break;
-		if (hk_gpa(vm, new_gpa, 1) || hk_gpa(vm, new_gpa + len - 1, 1)) {
+		if (len == 0 || new_gpa + len < new_gpa ||
+		    hk_gpa(vm, new_gpa, 1) || hk_gpa(vm, new_gpa + len - 1, 1))
 			err = -EINVAL;
-			break;
-		}
-		err = range_add(vm, &vm->mmio, &vm->n_mmio, &vm->cap_mmio,
-				new_gpa, len, r.fn, r.opaque);
+		else
+			err = range_add(vm, &vm->mmio, &vm->n_mmio,
+					&vm->cap_mmio, new_gpa, len, r.fn,
+					r.opaque);
+		/* A refused move (onto RAM or another range) leaves the range
+		 * where it was: pci.c's BAR bookkeeping relies on that. The
+		 * slot it left is free, so putting it back cannot fail. */
+		if (err)
+			(void)range_add(vm, &vm->mmio, &vm->n_mmio,
+					&vm->cap_mmio, r.base, r.len, r.fn,
+					r.opaque);
 		break;
 	}
 	pthread_rwlock_unlock(&vm->io_lock);
@@ -701,6 +710,37 @@ const char *hk_vm_serial_path(struct hk_vm *vm, unsigned port)
 
 /* ---------------------------------------------------------------- create */
 
+/*
+ * The PCI configuration address port: a guest that walks configuration
+ * space writes 0xCF8 before every access to 0xCFC, and Linux's early
+ * scans (the AMD GART search reads every slot of 256 buses, twice) make
+ * tens of thousands of them. KVM can queue those writes in a ring instead
+ * of exiting (the data port still exits, and the ring is applied first),
+ * halving the exits of a configuration walk. Optional: without the
+ * capability every write exits, as before. The zone covers 0xCF8-0xCFB,
+ * so a byte write to 0xCF9 (reset control) waits for the vCPU's next exit
+ * too: a guest resetting that way goes on to another method (the ACPI
+ * reset register, the keyboard controller) or halts, and either exits.
+ */
+static void coalesce_setup(struct hk_vm *vm)
+{
+	struct kvm_coalesced_mmio_zone z = { .addr = 0xcf8, .size = 4,
+					     .pio = 1 };
+	int page;
+
+	if (ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_COALESCED_PIO) <= 0)
+		return;
+	page = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_COALESCED_MMIO);
+	if (page <= 0 || (size_t)(page + 1) * 4096 > vm->run_size)
+		return;
+	if (ioctl(vm->vm_fd, KVM_REGISTER_COALESCED_MMIO, &z) < 0) {
+		logger_printf(&vm->log, LOG_LEVEL_DEBUG,
+			      "KVM_REGISTER_COALESCED_MMIO: %s", strerror(errno));
+		return;
+	}
+	vm->ring_page = (unsigned)page;
+}
+
 static int kvm_setup(struct hk_vm *vm)
 {
 	static const struct {
@@ -728,6 +768,15 @@ static int kvm_setup(struct hk_vm *vm)
 			      strerror(errno));
 		return -errno;
 	}
+	/* kvm-pvm (a KVM for hosts without VMX/SVM) runs only guest kernels
+	 * built for it: say so, since a plain Linux guest just never boots. */
+	if (access("/sys/module/kvm_pvm", F_OK) == 0 &&
+	    access("/sys/module/kvm_intel", F_OK) != 0 &&
+	    access("/sys/module/kvm_amd", F_OK) != 0)
+		logger_printf(&vm->log, LOG_LEVEL_WARN,
+			      "/dev/kvm is kvm-pvm, which boots only PVM-enabled "
+			      "guest kernels; use a hardware KVM (kvm_intel, "
+			      "kvm_amd) or scripts/kvm-rig.sh");
 	v = ioctl(vm->kvm_fd, KVM_GET_API_VERSION, 0);
 	if (v != KVM_API_VERSION) {
 		logger_printf(&vm->log, LOG_LEVEL_ERR,
@@ -771,8 +820,11 @@ static int kvm_setup(struct hk_vm *vm)
 			      strerror(errno));
 		return -errno;
 	}
+	coalesce_setup(vm);
 	return 0;
 }
+
+#define HK_RAM_ALIGN ((size_t)2 << 20)
 
 static int mem_setup(struct hk_vm *vm)
 {
@@ -780,7 +832,13 @@ static int mem_setup(struct hk_vm *vm)
 	void *p;
 
 	hk_mem_split(vm->cfg.mem_bytes, &vm->mem.low, &vm->mem.high);
-	p = mmap(NULL, vm->cfg.mem_bytes, PROT_READ | PROT_WRITE,
+	/*
+	 * Guest RAM starts on a 2 MiB boundary, as guest-physical address 0
+	 * does, so that KVM can map it with large pages where the kernel
+	 * backs it with transparent huge pages: far fewer faults while the
+	 * guest first touches its memory, and fewer TLB misses after.
+	 */
+	p = mmap(NULL, vm->cfg.mem_bytes + HK_RAM_ALIGN, PROT_READ | PROT_WRITE,
 		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (p == MAP_FAILED) {
 		logger_printf(&vm->log, LOG_LEVEL_ERR,
@@ -789,9 +847,22 @@ static int mem_setup(struct hk_vm *vm)
 			      strerror(errno));
 		return -errno;
 	}
+	{
+		uintptr_t start = (uintptr_t)p;
+		uintptr_t aligned = (start + HK_RAM_ALIGN - 1) &
+				    ~(uintptr_t)(HK_RAM_ALIGN - 1);
+		size_t tail = HK_RAM_ALIGN - (aligned - start);
+
+		if (aligned > start)
+			munmap(p, aligned - start);
+		if (tail)
+			munmap((void *)(aligned + vm->cfg.mem_bytes), tail);
+		p = (void *)aligned;
+	}
 	vm->mem.host = p;
 	vm->map_size = vm->cfg.mem_bytes;
-	madvise(p, vm->map_size, MADV_MERGEABLE);
+	madvise(p, vm->map_size, MADV_HUGEPAGE);
+	madvise(p, vm->map_size, MADV_MERGEABLE); /* if KSM runs */
 	r.slot = 0;
 	r.guest_phys_addr = 0;
 	r.memory_size = vm->mem.low;
@@ -815,9 +886,20 @@ out_err:
 
 static int tables_setup(struct hk_vm *vm, uint64_t *rsdp)
 {
+	struct hk_smbios_info si = { .cpus = vm->cfg.cpus,
+				     .mem_low = vm->mem.low,
+				     .mem_high = vm->mem.high };
 	ssize_t n;
 
 	*rsdp = 0;
+	if (vm->cfg.has_uuid)
+		memcpy(si.uuid, vm->cfg.uuid, sizeof(si.uuid));
+	else
+		hk_smbios_default_uuid(si.uuid);
+	n = hk_smbios_build(hk_gpa(vm, HK_SMBIOS_GPA, HK_SMBIOS_MAX),
+			    HK_SMBIOS_MAX, HK_SMBIOS_GPA, &si);
+	if (n < 0)
+		return (int)n;
 	if (!vm->cfg.no_mptable) {
 		n = hk_mptable_build(hk_gpa(vm, HK_MPTABLE_GPA, HK_MPTABLE_MAX),
 				     HK_MPTABLE_MAX, HK_MPTABLE_GPA,
@@ -845,6 +927,28 @@ static void post_port(void *opaque, uint64_t off, unsigned size, bool write,
 	(void)size;
 	if (!write)
 		*val = 0;
+}
+
+/*
+ * The keyboard controller's command port (0x64), for its one command a
+ * guest without ACPI's reset register uses to reboot: 0xfe pulses the CPU
+ * reset line (Linux tries it right after ACPI). There is no controller
+ * behind it. Its status reads as all ones but "input buffer full": Linux
+ * waits for that bit to clear before each command, and the "output buffer
+ * full" bit that stays set makes its i8042 probe give up at once, as
+ * when nothing answered here.
+ */
+#define KBC_STATUS_IBF 0x02
+
+static void kbc_port(void *opaque, uint64_t off, unsigned size, bool write,
+		     uint64_t *val)
+{
+	(void)off;
+	(void)size;
+	if (!write)
+		*val = 0xff & ~KBC_STATUS_IBF;
+	else if ((*val & 0xff) == 0xfe)
+		hk_vm_request_reset(opaque);
 }
 
 static char *dup_or_null(const char *s, bool *fail)
@@ -907,6 +1011,7 @@ int hk_vm_new(const struct hk_config *cfg, struct hk_vm **out)
 		vm->vcpu[i].fd = -1;
 	pthread_rwlock_init(&vm->io_lock, NULL);
 	pthread_mutex_init(&vm->gsi_lock, NULL);
+	pthread_mutex_init(&vm->ring_lock, NULL);
 	pthread_mutexattr_init(&ma);
 	pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_RECURSIVE);
 	pthread_mutex_init(&vm->loop_lock, &ma);
@@ -947,6 +1052,11 @@ int hk_vm_new(const struct hk_config *cfg, struct hk_vm **out)
 	if (err)
 		goto out_free;
 	err = hk_pio_register(vm, 0x80, 1, post_port, vm);
+	if (!err)
+		err = hk_pio_register(vm, 0x64, 1, kbc_port, vm);
+	if (err)
+		goto out_free;
+	err = hk_rtc_new(vm, vm->cfg.rtc_utc, &vm->rtc);
 	if (err)
 		goto out_free;
 	err = hk_boot_load(&vm->mem, vm->kernel, vm->initrd, vm->cmdline, rsdp,
@@ -1024,6 +1134,7 @@ void hk_vm_free(struct hk_vm *vm)
 	}
 	for (i = 0; i < 2; i++)
 		hk_uart_free(vm->uart[i]);
+	hk_rtc_free(vm->rtc);
 	hk_pci_bus_free(vm->pci);
 	hk_cpu_destroy_all(vm);
 	if (vm->mem.host)
@@ -1040,6 +1151,7 @@ void hk_vm_free(struct hk_vm *vm)
 	free(vm->mmio);
 	pthread_rwlock_destroy(&vm->io_lock);
 	pthread_mutex_destroy(&vm->gsi_lock);
+	pthread_mutex_destroy(&vm->ring_lock);
 	pthread_mutex_destroy(&vm->loop_lock);
 	pthread_cond_destroy(&vm->loop_cond);
 	pthread_mutex_destroy(&vm->state_lock);

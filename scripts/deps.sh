@@ -26,7 +26,7 @@ packages=(
 	# QEMU guest rigs: the emulator, and what unpacks a Debian kernel
 	qemu-system-x86 kmod xz-utils
 	# hyperkit tests: iasl disassembles the ACPI tables we generate
-	acpica-tools
+	acpica-tools dmidecode
 	# hyperkit tests: a 9P server for the virtio-9p relay
 	diod
 	# benchmarks (bench/): the peers and the load generator

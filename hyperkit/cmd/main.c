@@ -9,6 +9,12 @@
  * -A, ends the VM at once). Exit status: 0 when the guest powered off or
  * reset, 1 on an error, 2 on bad usage, 3 on a triple fault, 4 on a KVM
  * internal error, 5 when killed by a signal.
+ *
+ * Reboot: a guest's reset ends the VM (exit status 0, as hyperkit), or,
+ * with --reboot=restart, the VM is freed and built again from the same
+ * options, as a machine that resets boots its kernel afresh: the library
+ * reports the reset as the exit reason and leaves the policy here. The
+ * pidfile stays for the whole run; a stop signal ends the loop.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -19,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "base/log.h"
@@ -29,6 +36,7 @@
 static const char usage_text[] =
 	"usage: hyperkit [-AuYHPw] [-c vcpus] [-m mem] [-s slot,emulation[,conf]]...\n"
 	"                [-l comN,backend]... [-U uuid] [-F pidfile]\n"
+	"                [--reboot=exit|restart]\n"
 	"                -f kexec,KERNEL[,INITRD][,\"CMDLINE\"]\n"
 	"\n"
 	"Run a Linux virtual machine on KVM (/dev/kvm), booting KERNEL (a\n"
@@ -45,16 +53,26 @@ static const char usage_text[] =
 	"  -l com1|com2,BACKEND\n"
 	"                add a 16550 UART at COM1 (0x3f8, IRQ 4) or COM2 (0x2f8,\n"
 	"                IRQ 3). BACKEND: stdio (a raw terminal if stdin is a\n"
-	"                tty), autopty (a new pty; its path is printed), or a\n"
+	"                tty), autopty (a new pty; its path is printed),\n"
+	"                autopty=LINK (the same, with a symbolic link LINK to\n"
+	"                it, removed at exit), or a\n"
 	"                PATH: a tty or character device is used both ways, any\n"
 	"                other path is a file that receives the output\n"
 	"  -f kexec,KERNEL[,INITRD][,\"CMDLINE\"]\n"
 	"                the kernel to boot, its initrd (may be empty) and\n"
 	"                command line (the rest of the argument, commas and all)\n"
-	"  -U UUID       the VM's UUID (for devices that derive identities)\n"
+	"  -U UUID       the VM's UUID, in the SMBIOS tables (the guest's\n"
+	"                /sys/class/dmi/id/product_uuid); without -U, one\n"
+	"                derived from the host name\n"
 	"  -F PIDFILE    write the process id to PIDFILE; removed at exit\n"
-	"  -u            the RTC keeps UTC (accepted: guests read wall time\n"
-	"                from kvmclock)\n"
+	"  -u            the CMOS RTC keeps UTC (default: the host's local\n"
+	"                time, as hyperkit)\n"
+	"  --reboot=exit|restart\n"
+	"                what a guest's reset (reboot) does: exit, the default,\n"
+	"                ends hyperkit with status 0; restart boots the same\n"
+	"                configuration again (the VM and its devices are made\n"
+	"                anew: an autopty gets a new pty, a file backend is\n"
+	"                rewritten, the RTC's guest-set time is forgotten)\n"
 	"  -Y            do not build an MP table\n"
 	"  -H, -P, -w    accepted for compatibility; no effect on KVM (idle\n"
 	"                vCPUs sleep in the kernel, unknown MSRs fault)\n"
@@ -65,9 +83,10 @@ static const char usage_text[] =
 	"SIGTERM or SIGHUP stop the VM (with -A, the first presses the power\n"
 	"button and a second ends it).\n"
 	"\n"
-	"Exit status: 0 the guest powered off or reset, 1 error, 2 bad usage,\n"
-	"3 triple fault, 4 KVM internal error, 5 stopped by a signal. On a\n"
-	"triple fault or internal error the vCPU registers are printed.\n";
+	"Exit status: 0 the guest powered off or reset (with --reboot=exit),\n"
+	"1 error, 2 bad usage, 3 triple fault, 4 KVM internal error, 5 stopped\n"
+	"by a signal. On a triple fault or internal error the vCPU registers\n"
+	"are printed.\n";
 
 static void usage_error(const char *fmt, ...)
 	__attribute__((format(printf, 1, 2), noreturn));
@@ -174,10 +193,14 @@ static void parse_firmware(char *arg, struct hk_config *cfg)
 	cfg->cmdline = cmdline;
 }
 
+/* The signal thread's view of the VM, which a restart replaces: vm is
+ * NULL between two VMs, and lock keeps it from being freed under a
+ * signal's action. */
 struct sigctx {
+	pthread_mutex_t lock;
 	struct hk_vm *vm;
 	sigset_t set;
-	unsigned stops;
+	unsigned stops; /* stop signals so far (under lock) */
 };
 
 static void *signal_main(void *arg)
@@ -188,22 +211,98 @@ static void *signal_main(void *arg)
 	for (;;) {
 		if (sigwait(&sc->set, &sig) != 0)
 			continue;
+		pthread_mutex_lock(&sc->lock);
 		switch (sig) {
 		case SIGUSR1:
-			hk_vm_pause(sc->vm);
+			if (sc->vm)
+				hk_vm_pause(sc->vm);
 			break;
 		case SIGUSR2:
-			hk_vm_resume(sc->vm);
+			if (sc->vm)
+				hk_vm_resume(sc->vm);
 			break;
 		default:
-			if (sc->stops++ == 0)
+			if (!sc->vm)
+				sc->stops++; /* no VM: the loop sees it */
+			else if (sc->stops++ == 0)
 				hk_vm_stop(sc->vm);
 			else
 				hk_vm_kill(sc->vm);
 			break;
 		}
+		pthread_mutex_unlock(&sc->lock);
 	}
 	return NULL;
+}
+
+/* Hand vm to the signal thread (NULL: take it back). false if a stop
+ * signal came while there was none: the VM is not to run. */
+static bool sig_set_vm(struct sigctx *sc, struct hk_vm *vm)
+{
+	bool ok;
+
+	pthread_mutex_lock(&sc->lock);
+	ok = !vm || sc->stops == 0;
+	sc->vm = ok ? vm : NULL;
+	pthread_mutex_unlock(&sc->lock);
+	return ok;
+}
+
+static bool sig_stopped(struct sigctx *sc)
+{
+	bool stopped;
+
+	pthread_mutex_lock(&sc->lock);
+	stopped = sc->stops > 0;
+	pthread_mutex_unlock(&sc->lock);
+	return stopped;
+}
+
+struct run_opts {
+	const char **devices, **serials;
+	unsigned n_dev, n_ser;
+};
+
+/* Build the VM from the options, run it until it ends and free it.
+ * Returns its hk_exit, or -1 if it could not be built or started (the
+ * library said why). */
+static int run_once(const struct hk_config *cfg, const struct run_opts *o,
+		    struct sigctx *sc)
+{
+	struct hk_vm *vm;
+	unsigned i;
+	int reason;
+
+	if (hk_vm_new(cfg, &vm))
+		return -1;
+	for (i = 0; i < o->n_dev; i++)
+		if (hk_vm_add_device(vm, o->devices[i]))
+			goto out_free;
+	for (i = 0; i < o->n_ser; i++) {
+		const char *path;
+
+		if (hk_vm_add_serial(vm, o->serials[i]))
+			goto out_free;
+		path = hk_vm_serial_path(vm, o->serials[i][3] == '2');
+		if (path && strncmp(o->serials[i] + 5, "autopty", 7) == 0)
+			fprintf(stderr, "hyperkit: COM%c connected to %s\n",
+				o->serials[i][3], path);
+	}
+	if (!sig_set_vm(sc, vm)) {
+		hk_vm_free(vm);
+		return HK_EXIT_KILLED;
+	}
+	if (hk_vm_start(vm)) {
+		sig_set_vm(sc, NULL);
+		goto out_free;
+	}
+	reason = hk_vm_wait(vm);
+	sig_set_vm(sc, NULL);
+	hk_vm_free(vm);
+	return reason;
+out_free:
+	hk_vm_free(vm);
+	return -1;
 }
 
 static int exit_status(int reason)
@@ -222,10 +321,24 @@ static int exit_status(int reason)
 	return 1;
 }
 
+/* Devices keep a descriptor per connection (virtio-sock up to 1024,
+ * vpnkit's flows): take the hard limit, as servers do. */
+static void raise_fd_limit(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
 int main(int argc, char **argv)
 {
+	enum { OPT_REBOOT = 0x100 };
 	static const struct option longopts[] = {
 		{ "help", no_argument, NULL, 'h' },
+		{ "reboot", required_argument, NULL, OPT_REBOOT },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct hk_config cfg = {
@@ -235,12 +348,12 @@ int main(int argc, char **argv)
 	};
 	const char *devices[64], *serials[2], *pidfile = NULL;
 	unsigned n_dev = 0, n_ser = 0, i;
-	struct sigctx sc = { 0 };
+	struct sigctx sc = { .lock = PTHREAD_MUTEX_INITIALIZER };
+	struct run_opts ro;
 	pthread_t sig_thread;
-	struct hk_vm *vm;
 	char *end;
-	int opt, err, reason;
-	bool have_f = false;
+	int opt, reason;
+	bool have_f = false, restart = false;
 
 	while ((opt = getopt_long(argc, argv, "Ac:m:s:l:f:U:F:uYHPwvh",
 				  longopts, NULL)) != -1) {
@@ -297,6 +410,14 @@ int main(int argc, char **argv)
 		case 'P':
 		case 'w':
 			break;
+		case OPT_REBOOT:
+			if (strcmp(optarg, "exit") == 0)
+				restart = false;
+			else if (strcmp(optarg, "restart") == 0)
+				restart = true;
+			else
+				usage_error("--reboot=%s: exit or restart", optarg);
+			break;
 		case 'v':
 			if (cfg.log.level < LOG_LEVEL_TRACE)
 				cfg.log.level++;
@@ -332,51 +453,37 @@ int main(int argc, char **argv)
 	sigaddset(&sc.set, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &sc.set, NULL);
 
-	err = hk_vm_new(&cfg, &vm);
-	if (err)
-		return 1;
-	for (i = 0; i < n_dev; i++)
-		if (hk_vm_add_device(vm, devices[i]))
-			goto out_free;
-	for (i = 0; i < n_ser; i++) {
-		const char *path;
-
-		if (hk_vm_add_serial(vm, serials[i]))
-			goto out_free;
-		path = hk_vm_serial_path(vm, serials[i][3] == '2');
-		if (path && strncmp(serials[i] + 5, "autopty", 7) == 0)
-			fprintf(stderr, "hyperkit: COM%c connected to %s\n",
-				serials[i][3], path);
-	}
 	if (pidfile) {
 		FILE *f = fopen(pidfile, "w");
 
 		if (!f || fprintf(f, "%d\n", (int)getpid()) < 0 || fclose(f)) {
 			fprintf(stderr, "hyperkit: %s: %s\n", pidfile,
 				strerror(errno));
-			goto out_free;
+			return 1;
 		}
 	}
-	sc.vm = vm;
+	raise_fd_limit();
 	if (pthread_create(&sig_thread, NULL, signal_main, &sc)) {
 		fprintf(stderr, "hyperkit: cannot start the signal thread\n");
+		reason = -1;
 		goto out_pidfile;
 	}
 	pthread_detach(sig_thread);
-	if (hk_vm_start(vm))
-		goto out_pidfile;
-	reason = hk_vm_wait(vm);
-	hk_vm_free(vm);
+	ro = (struct run_opts){ devices, serials, n_dev, n_ser };
+	for (;;) {
+		reason = run_once(&cfg, &ro, &sc);
+		if (reason != HK_EXIT_RESET || !restart || sig_stopped(&sc))
+			break;
+		logger_printf(&cfg.log, LOG_LEVEL_INFO,
+			      "the guest reset: booting it again");
+	}
+out_pidfile:
 	if (pidfile)
 		unlink(pidfile);
+	if (reason < 0)
+		return 1;
 	if (reason != HK_EXIT_POWEROFF && reason != HK_EXIT_RESET)
 		fprintf(stderr, "hyperkit: guest ended: %s\n",
 			hk_exit_name(reason));
 	return exit_status(reason);
-out_pidfile:
-	if (pidfile)
-		unlink(pidfile);
-out_free:
-	hk_vm_free(vm);
-	return 1;
 }

@@ -9,8 +9,10 @@
  * until it powers off, resets, faults or is stopped; hk_vm_wait collects
  * the outcome. The guest is a Linux bzImage booted directly by the x86
  * boot protocol (no firmware), with an in-kernel interrupt controller,
- * an MP table for SMP and, if asked, the ACPI tables a guest needs to
- * power itself off.
+ * an MP table for SMP, SMBIOS tables, a CMOS real-time clock and, if
+ * asked, the ACPI tables a guest needs to power itself off. A guest's
+ * reset ends the VM with HK_EXIT_RESET: to reboot it, a program frees the
+ * VM and makes it again from the same configuration.
  *
  * Errors: functions return 0 (or a count) or -errno; the reason is sent
  * through the config's logger. The library never exits the process and
@@ -72,9 +74,11 @@ struct hk_config {
 	const char *cmdline; /* may be NULL */
 	bool acpi; /* build ACPI tables (and the power button) */
 	bool no_mptable; /* leave out the MP table (hyperkit's -Y) */
-	bool rtc_utc; /* the RTC keeps UTC, not local time (-u) */
+	bool rtc_utc; /* the RTC keeps UTC, not the host's local time (-u) */
 	bool has_uuid;
-	uint8_t uuid[16]; /* the VM's identity, for devices that want one */
+	/* The VM's identity (RFC 4122 byte order), the SMBIOS system UUID;
+	 * without has_uuid, one derived from the host name. */
+	uint8_t uuid[16];
 	struct logger log; /* where errors and notices go */
 	/* Called on every state change; may be NULL. */
 	void (*on_state)(void *opaque, enum hk_state state);
