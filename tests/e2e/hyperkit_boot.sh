@@ -19,6 +19,7 @@
 set -uo pipefail
 
 . "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/lib_hk.sh"
 
 e2e_init hyperkit_boot
 
@@ -37,10 +38,7 @@ else
 	not_ok bad_flag "exit $rc, want 2" "$T/badflag.out"
 fi
 
-if ! eval "$("$e2e_root/scripts/guest-kernel.sh")"; then
-	not_ok guest_kernel "scripts/guest-kernel.sh failed"
-	e2e_finish
-fi
+hk_guest_kernel
 
 cat >"$T/run.sh" <<'EOF2'
 #!/bin/sh
@@ -89,13 +87,7 @@ chmod +x "$T/inner.sh"
 truncate -s 64M "$T/disk.raw"
 printf 'HOST-WROTE-THIS.' | dd of="$T/disk.raw" conv=notrunc status=none
 
-rig_rc=0
-"$e2e_root/scripts/kvm-rig.sh" --timeout 1500 --share "$T" -- "$T/inner.sh" \
-	>"$T/rig.out" 2>&1 || rig_rc=$?
-if ((rig_rc != 0)); then
-	not_ok rig "kvm-rig.sh exit $rig_rc" "$T/rig.out"
-	e2e_finish
-fi
+hk_rig --timeout 1500 -- "$T/inner.sh"
 
 # check_boot NAME CPUS: the marker and the exit status of a boot.
 check_boot() {

@@ -20,6 +20,7 @@
 set -uo pipefail
 
 . "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/lib_hk.sh"
 
 e2e_init hyperkit_console
 
@@ -30,10 +31,7 @@ fi
 cp "$(command -v hyperkit)" "$T/hyperkit" || exit 1
 hk=$T/hyperkit
 
-if ! eval "$("$e2e_root/scripts/guest-kernel.sh")"; then
-	not_ok guest_kernel "scripts/guest-kernel.sh failed"
-	e2e_finish
-fi
+hk_guest_kernel
 
 # The guest: ask on COM1 (its /dev/console), then on hvc0.
 cat >"$T/run.sh" <<'EOF2'
@@ -122,13 +120,7 @@ exit 0
 EOF2
 chmod +x "$T/inner.sh"
 
-rig_rc=0
-"$e2e_root/scripts/kvm-rig.sh" --timeout 1500 --share "$T" -- "$T/inner.sh" \
-	>"$T/rig.out" 2>&1 || rig_rc=$?
-if ((rig_rc != 0)); then
-	not_ok rig "kvm-rig.sh exit $rig_rc" "$T/rig.out"
-	e2e_finish
-fi
+hk_rig --timeout 1500 -- "$T/inner.sh"
 
 # check NAME FILE: the guest evaluated the answer on that console.
 check() {

@@ -22,6 +22,7 @@
 set -uo pipefail
 
 . "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/lib_hk.sh"
 
 e2e_init hyperkit_devices
 
@@ -38,10 +39,7 @@ if [[ -z $diod ]]; then
 	e2e_finish
 fi
 
-if ! eval "$("$e2e_root/scripts/guest-kernel.sh")"; then
-	not_ok guest_kernel "scripts/guest-kernel.sh failed"
-	e2e_finish
-fi
+hk_guest_kernel
 
 # diod serves the export the client names as aname; the guest attaches as
 # root (access=0), since diod's "nobody" cannot enter the 0700 test
@@ -103,13 +101,7 @@ exit 0
 EOF2
 chmod +x "$T/inner.sh"
 
-rig_rc=0
-"$e2e_root/scripts/kvm-rig.sh" --timeout 1500 --share "$T" -- "$T/inner.sh" \
-	>"$T/rig.out" 2>&1 || rig_rc=$?
-if ((rig_rc != 0)); then
-	not_ok rig "kvm-rig.sh exit $rig_rc" "$T/rig.out"
-	e2e_finish
-fi
+hk_rig --timeout 1500 -- "$T/inner.sh"
 echo "# hyperkit ran $(cat "$T/boot.ms" 2>/dev/null) ms, exit $(cat "$T/boot.rc" 2>/dev/null)"
 
 console() { tr -d '\r' <"$T/boot.console"; }

@@ -29,6 +29,7 @@
 set -uo pipefail
 
 . "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/lib_hk.sh"
 
 e2e_init hyperkit_net
 
@@ -41,10 +42,7 @@ done
 hk=$(command -v hyperkit)
 vk=$(command -v vpnkit)
 
-if ! eval "$("$e2e_root/scripts/guest-kernel.sh")"; then
-	not_ok guest_kernel "scripts/guest-kernel.sh failed"
-	e2e_finish
-fi
+hk_guest_kernel
 
 mkdir -p "$T/www"
 head -c 1048576 /dev/urandom >"$T/www/blob"
@@ -129,13 +127,7 @@ exit 0
 EOF2
 chmod +x "$T/inner.sh"
 
-rig_rc=0
-"$e2e_root/scripts/kvm-rig.sh" --mem 1024M --timeout 1500 --share "$T" -- \
-	"$T/inner.sh" >"$T/rig.out" 2>&1 || rig_rc=$?
-if ((rig_rc != 0)); then
-	not_ok rig "kvm-rig.sh exit $rig_rc" "$T/rig.out"
-	e2e_finish
-fi
+hk_rig --mem 1024M --timeout 1500 -- "$T/inner.sh"
 
 # check_net NAME: lease, file and exit status of a boot.
 check_net() {

@@ -43,6 +43,7 @@
 set -uo pipefail
 
 . "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/lib_hk.sh"
 
 e2e_init hyperkit_platform
 
@@ -53,10 +54,7 @@ fi
 cp "$(command -v hyperkit)" "$T/hyperkit" || exit 1
 hk=$T/hyperkit
 
-if ! eval "$("$e2e_root/scripts/guest-kernel.sh")"; then
-	not_ok guest_kernel "scripts/guest-kernel.sh failed"
-	e2e_finish
-fi
+hk_guest_kernel
 
 uuid=5F6C3F0A-2D3E-4B7C-9A1B-0C2D3E4F5A6B
 modules=virtio_pci,virtio_blk
@@ -155,13 +153,7 @@ exit 0
 EOF2
 chmod +x "$T/inner.sh"
 
-rig_rc=0
-"$e2e_root/scripts/kvm-rig.sh" --timeout 1800 --share "$T" -- bash "$T/inner.sh" \
-	>"$T/rig.out" 2>&1 || rig_rc=$?
-if ((rig_rc != 0)); then
-	not_ok rig "kvm-rig.sh exit $rig_rc" "$T/rig.out"
-	e2e_finish
-fi
+hk_rig --timeout 1800 -- bash "$T/inner.sh"
 
 a_rc=$(cat "$T/a.rc" 2>/dev/null)
 b_rc=$(cat "$T/b.rc" 2>/dev/null)

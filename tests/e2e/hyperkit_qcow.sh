@@ -36,6 +36,7 @@
 set -uo pipefail
 
 . "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/lib_hk.sh"
 
 e2e_init hyperkit_qcow
 
@@ -47,10 +48,7 @@ for c in hyperkit qcow-tool qemu-img; do
 done
 hk=$(command -v hyperkit)
 
-if ! eval "$("$e2e_root/scripts/guest-kernel.sh")"; then
-	not_ok guest_kernel "scripts/guest-kernel.sh failed"
-	e2e_finish
-fi
+hk_guest_kernel
 
 # Debian's mke2fs with what it links against; busybox has no ext4 mkfs.
 # The libraries go in under the names the loader looks for, as files.
@@ -139,13 +137,7 @@ exit 0
 EOF2
 chmod +x "$T/inner.sh"
 
-rig_rc=0
-"$e2e_root/scripts/kvm-rig.sh" --mem 1G --timeout 840 --share "$T" -- "$T/inner.sh" \
-	>"$T/rig.out" 2>&1 || rig_rc=$?
-if ((rig_rc != 0)); then
-	not_ok rig "kvm-rig.sh exit $rig_rc" "$T/rig.out"
-	e2e_finish
-fi
+hk_rig --mem 1G --timeout 840 -- "$T/inner.sh"
 
 # console NAME: the boot's console without carriage returns.
 console() {

@@ -28,6 +28,7 @@
 set -uo pipefail
 
 . "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/lib_hk.sh"
 
 e2e_init hyperkit_vsock
 
@@ -43,10 +44,7 @@ fi
 cp "$(command -v hyperkit)" "$T/hyperkit" || exit 1
 hk=$T/hyperkit
 
-if ! eval "$("$e2e_root/scripts/guest-kernel.sh")"; then
-	not_ok guest_kernel "scripts/guest-kernel.sh failed"
-	e2e_finish
-fi
+hk_guest_kernel
 mods=virtio_pci,vsock,vmw_vsock_virtio_transport_common,vmw_vsock_virtio_transport
 for m in ${mods//,/ }; do
 	if ! grep -q "/$m.ko" "$GUEST_MODULES/modules.dep"; then
@@ -142,13 +140,7 @@ exit 0
 EOF2
 chmod +x "$T/inner.sh"
 
-rig_rc=0
-"$e2e_root/scripts/kvm-rig.sh" --timeout 1500 --share "$T" -- "$T/inner.sh" \
-	>"$T/rig.out" 2>&1 || rig_rc=$?
-if ((rig_rc != 0)); then
-	not_ok rig "kvm-rig.sh exit $rig_rc" "$T/rig.out"
-	e2e_finish
-fi
+hk_rig --timeout 1500 -- "$T/inner.sh"
 echo "# hyperkit ran $(cat "$T/boot.ms" 2>/dev/null) ms, exit $(cat "$T/boot.rc" 2>/dev/null)"
 
 console() { tr -d '\r' <"$T/boot.console"; }
