@@ -22,6 +22,11 @@
  * and 0x18 are flat code and data. Older ones (2.10 and 2.11) get the
  * 32-bit entry, in protected mode without paging, as hyperkit does. In
  * both, %rsi holds the zero page's address.
+ *
+ * Unless asked not to, a 64-bit kernel's compressed payload is unpacked
+ * here instead (vmlinux.c) and the kernel proper is entered at its ELF
+ * entry point in the same long-mode state, skipping the guest-side
+ * decompressor; the zero page is the same either way.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -390,9 +395,43 @@ static int load_initrd(int fd, uint8_t *dst, uint64_t size, const char *path,
 	return 0;
 }
 
+/*
+ * Put the unpacked kernel in place of the bzImage's protected-mode part
+ * (vmlinux.c), if it can be had and fits below the initrd. True when the
+ * plan now enters it; false leaves the plan as it was.
+ */
+static bool load_vmlinux(const struct hk_mem *m, const uint8_t *img,
+			 size_t img_len, const struct hk_setup *s, int unpack,
+			 const char *cache_dir, struct hk_boot_plan *p,
+			 const struct logger *lg)
+{
+	uint64_t entry, lo, hi;
+	uint8_t *elf = NULL;
+	size_t elf_len = 0;
+	bool ok = false;
+
+	if (unpack == HK_UNPACK_GUEST)
+		return false;
+	if (hk_vmlinux_get(img, img_len, s, cache_dir,
+			   unpack == HK_UNPACK_CACHE, &elf, &elf_len, lg))
+		return false;
+	/* The segments must not reach the initrd (placed at the top). */
+	if (hk_vmlinux_load(m, elf, elf_len, &entry, &lo, &hi, lg) == 0 &&
+	    (!p->initrd_size || hi <= p->initrd_gpa)) {
+		p->kernel_gpa = lo;
+		p->kernel_end = hi;
+		p->entry = entry;
+		p->entry64 = true;
+		ok = true;
+	}
+	free(elf);
+	return ok;
+}
+
 int hk_boot_load(const struct hk_mem *m, const char *kernel,
 		 const char *initrd, const char *cmdline, uint64_t acpi_rsdp,
-		 struct hk_boot_plan *p, const struct logger *lg)
+		 int unpack, const char *cache_dir, struct hk_boot_plan *p,
+		 const struct logger *lg)
 {
 	struct hk_setup s;
 	uint8_t *img = NULL, *dst;
@@ -427,12 +466,14 @@ int hk_boot_load(const struct hk_mem *m, const char *kernel,
 	if (err)
 		goto out_close;
 
-	dst = hk_mem_gpa(m, p->kernel_gpa, s.payload_bytes);
-	if (!dst) {
-		err = -ENOMEM;
-		goto out_close;
+	if (!load_vmlinux(m, img, img_len, &s, unpack, cache_dir, p, lg)) {
+		dst = hk_mem_gpa(m, p->kernel_gpa, s.payload_bytes);
+		if (!dst) {
+			err = -ENOMEM;
+			goto out_close;
+		}
+		memcpy(dst, img + s.setup_bytes, s.payload_bytes);
 	}
-	memcpy(dst, img + s.setup_bytes, s.payload_bytes);
 	if (initrd_size) {
 		dst = hk_mem_gpa(m, p->initrd_gpa, initrd_size);
 		err = dst ? load_initrd(initrd_fd, dst, initrd_size, initrd, lg)

@@ -138,10 +138,29 @@ int hk_boot_plan(const struct hk_setup *s, const struct hk_mem *m,
 
 /* Load a bzImage (with initrd and cmdline) into guest memory: kernel,
  * initrd, zero page, cmdline, GDT and page tables. acpi_rsdp is the RSDP's
- * address or 0. Fills *p (the entry for cpu.c). */
+ * address or 0. unpack and cache_dir: hk_config's kernel_unpack and
+ * kernel_cache. Fills *p (the entry for cpu.c). */
 int hk_boot_load(const struct hk_mem *m, const char *kernel,
 		 const char *initrd, const char *cmdline, uint64_t acpi_rsdp,
-		 struct hk_boot_plan *p, const struct logger *lg);
+		 int unpack, const char *cache_dir, struct hk_boot_plan *p,
+		 const struct logger *lg);
+
+/* vmlinux.c: the ELF kernel inside a bzImage (img, parsed into s), from
+ * the cache (if use_cache) or decompressed, into a malloc'd *elf. 0, or
+ * -errno when the guest must decompress it itself (-ENOTSUP: a format or
+ * protocol we do not unpack). */
+#define PATH_MAX_HK 4096
+int hk_vmlinux_get(const uint8_t *img, size_t img_len,
+		   const struct hk_setup *s, const char *cache_dir,
+		   bool use_cache, uint8_t **elf, size_t *elf_len,
+		   const struct logger *lg);
+
+/* Copy elf's PT_LOAD segments to their physical addresses (each in low
+ * RAM above 1 MiB, checked before anything is copied); *entry is the ELF
+ * entry, [*lo, *hi) what the segments cover. 0 or -ENOEXEC. */
+int hk_vmlinux_load(const struct hk_mem *m, const uint8_t *elf, size_t len,
+		    uint64_t *entry, uint64_t *lo, uint64_t *hi,
+		    const struct logger *lg);
 
 /* The zero page for an image whose header is s and plan p (exposed for
  * tests); zp is 4096 bytes. -E2BIG if the cmdline is too long. */
@@ -246,7 +265,7 @@ struct hk_msi_route {
 
 struct hk_vm {
 	struct hk_config cfg; /* strings point to copies below */
-	char *kernel, *initrd, *cmdline;
+	char *kernel, *initrd, *cmdline, *kernel_cache;
 	struct logger log;
 	struct ratelimit io_rl; /* unhandled port and MMIO accesses */
 

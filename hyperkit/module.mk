@@ -10,6 +10,6 @@
 INCLUDES            += -Ihyperkit/include
 hyperkit_SRCS       := $(wildcard hyperkit/*.c)
 hyperkit_LIBS       := vpnkit qcow base
-hyperkit_LDLIBS     :=
+hyperkit_LDLIBS     := -llzma -lz -lzstd
 hyperkit_PROGRAMS   := hyperkit
 hyperkit_MAIN_SRCS  := $(wildcard hyperkit/cmd/*.c)

@@ -999,6 +999,8 @@ int hk_vm_new(const struct hk_config *cfg, struct hk_vm **out)
 	vm->kernel = dup_or_null(cfg->kernel, &fail);
 	vm->initrd = dup_or_null(cfg->initrd, &fail);
 	vm->cmdline = dup_or_null(cfg->cmdline, &fail);
+	vm->kernel_cache = dup_or_null(cfg->kernel_cache, &fail);
+	vm->cfg.kernel_cache = vm->kernel_cache;
 	vm->cfg.kernel = vm->kernel;
 	vm->cfg.initrd = vm->initrd;
 	vm->cfg.cmdline = vm->cmdline;
@@ -1060,7 +1062,8 @@ int hk_vm_new(const struct hk_config *cfg, struct hk_vm **out)
 	if (err)
 		goto out_free;
 	err = hk_boot_load(&vm->mem, vm->kernel, vm->initrd, vm->cmdline, rsdp,
-			   &vm->boot, &vm->log);
+			   vm->cfg.kernel_unpack, vm->kernel_cache, &vm->boot,
+			   &vm->log);
 	if (err)
 		goto out_free;
 	err = hk_cpu_create_all(vm);
@@ -1159,5 +1162,6 @@ void hk_vm_free(struct hk_vm *vm)
 	free(vm->kernel);
 	free(vm->initrd);
 	free(vm->cmdline);
+	free(vm->kernel_cache);
 	free(vm);
 }

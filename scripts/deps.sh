@@ -18,6 +18,8 @@ packages=(
 	clang-tidy clang-format cppcheck
 	# libqcow: zlib and zstd compression, io_uring
 	zlib1g-dev libzstd-dev liburing-dev
+	# hyperkit: unpacking xz-compressed kernels
+	liblzma-dev
 	# tests: qemu-img/qemu-io as the reference peer, and the usual tools
 	qemu-utils python3 util-linux coreutils
 	# vpnkit tests: namespaces, the real Linux stack's tools, captures

@@ -73,6 +73,13 @@ static const char usage_text[] =
 	"                configuration again (the VM and its devices are made\n"
 	"                anew: an autopty gets a new pty, a file backend is\n"
 	"                rewritten, the RTC's guest-set time is forgotten)\n"
+	"  --kernel-cache=DIR|none|guest\n"
+	"                the kernel inside the bzImage is unpacked by hyperkit\n"
+	"                and entered directly (the guest skips its own\n"
+	"                decompressor); the unpacked copy is kept in DIR\n"
+	"                (default $XDG_CACHE_HOME/hyperkit or\n"
+	"                ~/.cache/hyperkit) for the next boot; none unpacks\n"
+	"                on every boot; guest leaves it to the guest\n"
 	"  -Y            do not build an MP table\n"
 	"  -H, -P, -w    accepted for compatibility; no effect on KVM (idle\n"
 	"                vCPUs sleep in the kernel, unknown MSRs fault)\n"
@@ -335,10 +342,11 @@ static void raise_fd_limit(void)
 
 int main(int argc, char **argv)
 {
-	enum { OPT_REBOOT = 0x100 };
+	enum { OPT_REBOOT = 0x100, OPT_KERNEL_CACHE };
 	static const struct option longopts[] = {
 		{ "help", no_argument, NULL, 'h' },
 		{ "reboot", required_argument, NULL, OPT_REBOOT },
+		{ "kernel-cache", required_argument, NULL, OPT_KERNEL_CACHE },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct hk_config cfg = {
@@ -409,6 +417,18 @@ int main(int argc, char **argv)
 		case 'H':
 		case 'P':
 		case 'w':
+			break;
+		case OPT_KERNEL_CACHE:
+			if (strcmp(optarg, "none") == 0) {
+				cfg.kernel_unpack = HK_UNPACK_MEMORY;
+			} else if (strcmp(optarg, "guest") == 0) {
+				cfg.kernel_unpack = HK_UNPACK_GUEST;
+			} else if (*optarg) {
+				cfg.kernel_unpack = HK_UNPACK_CACHE;
+				cfg.kernel_cache = optarg;
+			} else {
+				usage_error("--kernel-cache: empty");
+			}
 			break;
 		case OPT_REBOOT:
 			if (strcmp(optarg, "exit") == 0)

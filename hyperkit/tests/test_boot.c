@@ -369,7 +369,7 @@ TEST(load_writes_guest_memory)
 	m.host = mmap(NULL, m.low, PROT_READ | PROT_WRITE,
 		      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	ASSERT_TRUE(m.host != MAP_FAILED);
-	ASSERT_OK(hk_boot_load(&m, kpath, ipath, cmd, 0, &p, NULL));
+	ASSERT_OK(hk_boot_load(&m, kpath, ipath, cmd, 0, HK_UNPACK_GUEST, NULL, &p, NULL));
 	ASSERT_TRUE(p.entry64);
 	ASSERT_EQ_MEM(m.host + p.kernel_gpa, img + 2048, IMG_LEN - 2048);
 	ASSERT_EQ_MEM(m.host + p.initrd_gpa, initrd, sizeof(initrd));
@@ -387,10 +387,10 @@ TEST(load_writes_guest_memory)
 		      0x00af9b000000ffffull);
 
 	/* A kernel that is not a bzImage, a missing initrd. */
-	ASSERT_EQ_INT(hk_boot_load(&m, ipath, NULL, NULL, 0, &p, NULL),
+	ASSERT_EQ_INT(hk_boot_load(&m, ipath, NULL, NULL, 0, HK_UNPACK_GUEST, NULL, &p, NULL),
 		      -ENOEXEC);
 	strcat(ipath, ".missing");
-	ASSERT_EQ_INT(hk_boot_load(&m, kpath, ipath, NULL, 0, &p, NULL),
+	ASSERT_EQ_INT(hk_boot_load(&m, kpath, ipath, NULL, 0, HK_UNPACK_GUEST, NULL, &p, NULL),
 		      -ENOENT);
 	munmap(m.host, m.low);
 	free(img);

@@ -79,6 +79,22 @@ struct hk_config {
 	/* The VM's identity (RFC 4122 byte order), the SMBIOS system UUID;
 	 * without has_uuid, one derived from the host name. */
 	uint8_t uuid[16];
+	/*
+	 * The kernel inside the bzImage (an ELF vmlinux compressed with
+	 * gzip, xz or zstd) is unpacked by the library and entered directly,
+	 * which spares the guest its decompressor on every boot. With
+	 * HK_UNPACK_CACHE the unpacked copy is kept in kernel_cache (NULL:
+	 * $XDG_CACHE_HOME/hyperkit, else ~/.cache/hyperkit) and read from
+	 * there next time; HK_UNPACK_MEMORY unpacks on every boot;
+	 * HK_UNPACK_GUEST leaves it to the guest, as a boot loader does.
+	 * Any kernel the library cannot unpack is booted the usual way.
+	 */
+	enum hk_unpack {
+		HK_UNPACK_CACHE,
+		HK_UNPACK_MEMORY,
+		HK_UNPACK_GUEST
+	} kernel_unpack;
+	const char *kernel_cache;
 	struct logger log; /* where errors and notices go */
 	/* Called on every state change; may be NULL. */
 	void (*on_state)(void *opaque, enum hk_state state);
