@@ -771,6 +771,9 @@ static void guest_packet(struct vs_dev *d, const struct hk_vq_chain *ch)
 	switch (h.op) {
 	case HK_VSOCK_OP_RESPONSE:
 		c->state = VS_ESTABLISHED;
+		/* Answered (even before it was delivered, by a guest that
+		 * guessed the port): the REQUEST is no longer owed. */
+		c->ctl &= ~CTL_REQUEST;
 		/* The host client may have written already. */
 		c->readable = true;
 		break;
