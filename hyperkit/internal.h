@@ -320,6 +320,15 @@ struct hk_vm {
 	struct hk_pci_bus *pci; /* bus 0 (pci.c) */
 };
 
+/*
+ * Stacks of the threads we start besides the vCPUs (the event thread,
+ * in-process vpnkit): room for the largest stack buffers (64 KiB) many
+ * times over, and under 2 MiB, so that a kernel with transparent huge
+ * pages always on does not back a mostly idle 8 MiB default stack with a
+ * 2 MiB page (that alone was half of the VMM's own memory).
+ */
+#define HK_THREAD_STACK ((size_t)1 << 20)
+
 /* cpu.c: create the vCPUs (CPUID, registers) and run them. */
 int hk_cpu_create_all(struct hk_vm *vm);
 int hk_cpu_start_all(struct hk_vm *vm);

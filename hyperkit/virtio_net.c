@@ -54,6 +54,7 @@
 
 #include "base/endian.h"
 #include "virtio_net.h"
+#include "internal.h"
 #include "virtio_pci.h"
 #include "vpnkit/tap.h"
 #include "vpnkit/vmnet.h"
@@ -838,7 +839,12 @@ static int vnet_attach(struct hk_vnet *n, struct hk_vm *vm, unsigned slot,
 		n->in_loop = true;
 	}
 	if (n->vk) {
-		r = -pthread_create(&n->thread, NULL, vk_thread, n);
+		pthread_attr_t attr;
+
+		pthread_attr_init(&attr);
+		pthread_attr_setstacksize(&attr, HK_THREAD_STACK);
+		r = -pthread_create(&n->thread, &attr, vk_thread, n);
+		pthread_attr_destroy(&attr);
 		if (r < 0)
 			goto out_loop;
 		n->thread_started = true;

@@ -1078,11 +1078,15 @@ out_free:
 
 int hk_vm_start(struct hk_vm *vm)
 {
+	pthread_attr_t attr;
 	int err;
 
 	if (vm->started)
 		return -EALREADY;
-	err = pthread_create(&vm->loop_thread, NULL, loop_main, vm);
+	pthread_attr_init(&attr);
+	pthread_attr_setstacksize(&attr, HK_THREAD_STACK);
+	err = pthread_create(&vm->loop_thread, &attr, loop_main, vm);
+	pthread_attr_destroy(&attr);
 	if (err) {
 		logger_printf(&vm->log, LOG_LEVEL_ERR,
 			      "cannot start the event thread: %s", strerror(err));
