@@ -1046,18 +1046,28 @@ static int create_inprocess(struct hk_vm *vm, unsigned slot, unsigned func,
 				   (1ull << HK_VNET_F_GUEST_TSO6));
 }
 
+/* A stream backend (daemon socket or given fd) with its framing. */
+static struct hk_vnet *vnet_alloc_stream(enum hk_vnet_framing framing)
+{
+	struct hk_vnet *n = vnet_alloc();
+
+	if (n) {
+		n->kind = VNET_STREAM;
+		n->framing = framing;
+		n->prefix = framing == HK_VNET_FRAMING_LE16 ? 2 : 4;
+	}
+	return n;
+}
+
 static int create_socket(struct hk_vm *vm, unsigned slot, unsigned func,
 			 const char *path, const char *uuid,
 			 enum hk_vnet_framing framing)
 {
-	struct hk_vnet *n = vnet_alloc();
+	struct hk_vnet *n = vnet_alloc_stream(framing);
 	int r;
 
 	if (!n)
 		return -ENOMEM;
-	n->kind = VNET_STREAM;
-	n->framing = framing;
-	n->prefix = framing == HK_VNET_FRAMING_LE16 ? 2 : 4;
 	r = unix_connect(path, &n->fd);
 	if (r < 0)
 		goto out;
@@ -1177,14 +1187,11 @@ int hk_vnet_new_stream(struct hk_vm *vm, unsigned slot, unsigned func, int fd,
 		       enum hk_vnet_framing framing, const uint8_t mac[6],
 		       struct hk_vnet **out)
 {
-	struct hk_vnet *n = vnet_alloc();
+	struct hk_vnet *n = vnet_alloc_stream(framing);
 	int r;
 
 	if (!n)
 		return -ENOMEM;
-	n->kind = VNET_STREAM;
-	n->framing = framing;
-	n->prefix = framing == HK_VNET_FRAMING_LE16 ? 2 : 4;
 	n->fd = fd;
 	memcpy(n->mac, mac, 6);
 	r = set_nonblock(fd);

@@ -154,24 +154,20 @@ static int unpack(const uint8_t *p, size_t n, uint8_t **out, size_t *out_len)
 static void cache_path(char *path, size_t len, const char *dir,
 		       const uint8_t *p, size_t n)
 {
-	const char *base;
+	const char *base = dir, *sub = "";
 
+	if (!base || !*base) {
+		base = getenv("XDG_CACHE_HOME");
+		sub = "/hyperkit";
+	}
+	if (!base || !*base) {
+		base = getenv("HOME");
+		sub = "/.cache/hyperkit";
+	}
 	path[0] = '\0';
-	if (dir && *dir) {
-		snprintf(path, len, "%s/vmlinux-%016llx-%zu", dir,
-			 (unsigned long long)payload_hash(p, n), n);
-		return;
-	}
-	base = getenv("XDG_CACHE_HOME");
-	if (base && *base) {
-		snprintf(path, len, "%s/hyperkit/vmlinux-%016llx-%zu", base,
-			 (unsigned long long)payload_hash(p, n), n);
-		return;
-	}
-	base = getenv("HOME");
 	if (base && *base)
-		snprintf(path, len, "%s/.cache/hyperkit/vmlinux-%016llx-%zu",
-			 base, (unsigned long long)payload_hash(p, n), n);
+		snprintf(path, len, "%s%s/vmlinux-%016llx-%zu", base, sub,
+			 (unsigned long long)payload_hash(p, n), n);
 }
 
 /* mkdir -p of path's directory part, 0700 for what we create. */
@@ -244,7 +240,8 @@ static int read_cache(const char *path, size_t want, uint8_t **out)
 }
 
 /* Write the ELF under a temporary name and rename it into place, so a
- * reader never sees half a file. Failures only cost the next boot. */
+ * reader never sees half a file (cache_writable made the directory).
+ * Failures only cost the next boot. */
 static void write_cache(const char *path, const uint8_t *elf, size_t len,
 			const struct logger *lg)
 {
@@ -252,7 +249,6 @@ static void write_cache(const char *path, const uint8_t *elf, size_t len,
 	size_t off = 0;
 	int fd;
 
-	make_dirs(path);
 	snprintf(tmp, sizeof(tmp), "%s.%d", path, (int)getpid());
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0) {
